@@ -1,0 +1,1 @@
+"""The Nova-compatible HTTP API: routes, microversions, faults, auth, policy, schemas, handlers."""

@@ -1,0 +1,1 @@
+"""Handlers: small functions, one module per resource, each taking an ApiRequest and returning a Reply."""

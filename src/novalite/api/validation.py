@@ -1,0 +1,76 @@
+"""Request validation with jsonschema, reporting errors in Nova's words (spec section 3.7).
+
+Schemas are kept per resource in novalite.api.schemas, keyed by microversion range; this module
+only picks the schema for a version and turns the first jsonschema error into Nova's 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+from novalite.api.microversion import Version, v
+from novalite.exceptions import BadRequest
+
+# Nova's "boolean" parameter type: a JSON boolean or one of these strings; integers are refused.
+BOOLEAN = {
+    "type": ["boolean", "string"],
+    "enum": [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes",
+             False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"],
+}
+_TRUE_STRINGS = {"true", "1", "on", "yes"}
+
+_validators: dict[int, jsonschema.protocols.Validator] = {}
+
+
+def to_bool(value: Any) -> bool:
+    """Nova's strutils.bool_from_string for a value the BOOLEAN schema already accepted."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in _TRUE_STRINGS
+
+
+def for_version(versioned: list[tuple[str, str, dict]], version: Version) -> dict:
+    """The schema of the range [min, max] (inclusive; "" for unbounded) that holds ``version``."""
+    for low, high, schema in versioned:
+        if (not low or version >= v(low)) and (not high or version <= v(high)):
+            return schema
+    raise LookupError(f"no schema for {version}")
+
+
+def _validator(schema: dict) -> jsonschema.protocols.Validator:
+    found = _validators.get(id(schema))
+    if found is None:
+        found = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+        _validators[id(schema)] = found
+    return found
+
+
+def validate_body(schema: dict, body: Any) -> None:
+    try:
+        _validator(schema).validate(body)
+    except jsonschema.ValidationError as error:
+        if error.path:
+            raise BadRequest(
+                f"Invalid input for field/attribute {error.path.pop()}. "
+                f"Value: {error.instance}. {error.message}"
+            ) from None
+        raise BadRequest(error.message) from None
+
+
+def validate_query(schema: dict, params: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Validate query parameters (each a list of values); unknown ones are dropped when allowed."""
+    try:
+        _validator(schema).validate(params)
+    except jsonschema.ValidationError as error:
+        if error.path:
+            raise BadRequest(
+                f"Invalid input for query parameters {error.path.popleft()}. "
+                f"Value: {error.instance}. {error.message}"
+            ) from None
+        raise BadRequest(error.message) from None
+    if schema.get("additionalProperties", True) is not False:
+        known = schema.get("properties", {})
+        params = {k: vals for k, vals in params.items() if k in known}
+    return params

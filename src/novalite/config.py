@@ -1,0 +1,142 @@
+"""All of novalite's settings in one place, named and grouped like Nova's options.
+
+Settings come from, in rising precedence: the defaults below, an INI file (``--config-file``;
+oslo.config-style ``[DEFAULT]``, ``[api]``, ``[database]`` … groups), and environment variables
+``NOVALITE_<OPTION>`` for ``[DEFAULT]`` or ``NOVALITE_<GROUP>__<OPTION>`` for any group
+(e.g. ``NOVALITE_DATABASE__CONNECTION``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+AUTH_STRATEGIES = ("token", "noauth2", "keystone")
+
+
+@dataclass
+class DefaultOpts:
+    # Seconds between two heartbeats of a service (Nova's [DEFAULT]report_interval).
+    report_interval: float = 10.0
+    # Seconds without a heartbeat after which a service is "down" (Nova's [DEFAULT]service_down_time).
+    service_down_time: float = 60.0
+    default_availability_zone: str = "nova"
+    internal_service_availability_zone: str = "internal"
+
+
+@dataclass
+class ApiOpts:
+    # token: one admin token from admin_token_file (novalite's embedded default);
+    # noauth2: Nova's development mode (token "user:project"); keystone: keystonemiddleware auth_token.
+    auth_strategy: str = "token"
+    admin_token_file: str = ""
+    # Shared secret of the compute agents' internal interface (/agent/v1).
+    agent_token_file: str = ""
+    compute_link_prefix: str = ""
+
+
+@dataclass
+class DatabaseOpts:
+    connection: str = "sqlite:///novalite.sqlite"
+
+
+@dataclass
+class PolicyOpts:
+    policy_file: str = "policy.yaml"
+    enforce_new_defaults: bool = True
+
+
+@dataclass
+class Settings:
+    DEFAULT: DefaultOpts = field(default_factory=DefaultOpts)
+    api: ApiOpts = field(default_factory=ApiOpts)
+    database: DatabaseOpts = field(default_factory=DatabaseOpts)
+    oslo_policy: PolicyOpts = field(default_factory=PolicyOpts)
+    # Passed unchanged to keystonemiddleware's auth_token (auth_url, www_authenticate_uri, …).
+    keystone_authtoken: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def effective_service_down_time(self) -> float:
+        """Nova's override: a down time not above report_interval becomes int(report_interval * 2.5)."""
+        d = self.DEFAULT
+        if d.service_down_time <= d.report_interval:
+            return float(int(d.report_interval * 2.5))
+        return d.service_down_time
+
+    def validate(self) -> None:
+        if self.api.auth_strategy not in AUTH_STRATEGIES:
+            raise ValueError(
+                f"[api] auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
+                f"not {self.api.auth_strategy!r}"
+            )
+        if self.api.auth_strategy == "token" and not self.api.admin_token_file:
+            raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
+        if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
+            LOG.warning(
+                "service_down_time (%s) is not greater than report_interval (%s); using %s",
+                self.DEFAULT.service_down_time,
+                self.DEFAULT.report_interval,
+                self.effective_service_down_time,
+            )
+
+
+def _coerce(value: str, like: object) -> object:
+    if isinstance(like, bool):
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if isinstance(like, float):
+        return float(value)
+    if isinstance(like, int):
+        return int(value)
+    return value
+
+
+def _set(settings: Settings, group: str, option: str, value: str) -> None:
+    if group == "keystone_authtoken":
+        settings.keystone_authtoken[option] = value
+        return
+    opts = getattr(settings, group, None)
+    if opts is None or not dataclasses.is_dataclass(opts):
+        raise ValueError(f"unknown option group [{group}]")
+    if not hasattr(opts, option):
+        raise ValueError(f"unknown option [{group}] {option}")
+    setattr(opts, option, _coerce(value, getattr(opts, option)))
+
+
+def load(config_file: str | os.PathLike | None = None, environ: dict | None = None) -> Settings:
+    """Build Settings from the defaults, an optional INI file and NOVALITE_* variables."""
+    settings = Settings()
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # keep option case as written
+        parser.read(path)
+        for option, value in parser.defaults().items():
+            _set(settings, "DEFAULT", option, value)
+        for section in parser.sections():
+            for option in parser.options(section):
+                if option in parser.defaults():
+                    continue
+                _set(settings, section, option, parser.get(section, option))
+    env = os.environ if environ is None else environ
+    for key, value in env.items():
+        if not key.startswith("NOVALITE_") or key in ("NOVALITE_CONFIG_FILE",):
+            continue
+        name = key[len("NOVALITE_"):].lower()
+        group, sep, option = name.partition("__")
+        if not sep:
+            group, option = "DEFAULT", name
+        _set(settings, group, option, value)
+    settings.validate()
+    return settings

@@ -1,0 +1,192 @@
+"""Compute-service records: listing, enable/disable, force-down, delete, register and heartbeat.
+
+Nova's rules for each (spec sections 3 and 4), free of HTTP: callers get ServiceState values or a
+NovaError carrying Nova's status and message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from novalite.config import Settings
+from novalite.db import api as db
+from novalite.domain.liveness import is_up
+from novalite.exceptions import BadRequest, Conflict, NotFound
+
+COMPUTE = "nova-compute"
+# Nova never lists the API's own service records.
+HIDDEN_BINARIES = ("nova-osapi_compute", "nova-metadata")
+TOPICS = {"nova-compute": "compute", "nova-scheduler": "scheduler", "nova-conductor": "conductor"}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    id: int
+    uuid: str
+    host: str
+    binary: str
+    zone: str
+    disabled: bool
+    disabled_reason: str | None
+    forced_down: bool
+    updated_at: dt.datetime | None
+    up: bool
+
+
+class ForceUpRefused(BadRequest):
+    def __init__(self, host: str):
+        super().__init__(
+            f"Unable to force up host {host} as `done` evacuation migration records remain associated "
+            "with the host. Ensure the compute service has been restarted, allowing these records to "
+            "move to `completed` before retrying this request."
+        )
+
+
+class Services:
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine = engine
+        self.settings = settings
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def state(self, row: Row) -> ServiceState:
+        d = self.settings.DEFAULT
+        zone = d.default_availability_zone if row.topic == "compute" else d.internal_service_availability_zone
+        up = is_up(
+            forced_down=row.forced_down,
+            last_seen_up=row.last_seen_up,
+            created_at=row.created_at,
+            service_down_time=self.settings.effective_service_down_time,
+        )
+        return ServiceState(
+            id=row.id, uuid=row.uuid, host=row.host, binary=row.binary, zone=zone,
+            disabled=bool(row.disabled), disabled_reason=row.disabled_reason,
+            forced_down=bool(row.forced_down), updated_at=row.updated_at, up=up,
+        )
+
+    def list(self, host: str | None = None, binary: str | None = None) -> list[ServiceState]:
+        """Every live service, filtered by exact host and binary (an empty filter is no filter)."""
+        with self.engine.connect() as conn:
+            rows = db.service_list(conn)
+        return [
+            self.state(row)
+            for row in rows
+            if row.binary not in HIDDEN_BINARIES
+            and (not host or row.host == host)
+            and (not binary or row.binary == binary)
+        ]
+
+    # -- legacy actions by host and binary (2.1–2.52) --------------------------------------------
+
+    def _compute_by_host(self, conn: Connection, host: str, binary: str) -> Row:
+        if binary != COMPUTE:
+            raise BadRequest(
+                f"Updating a {binary} service is not supported. Only nova-compute services can be updated."
+            )
+        if not db.host_is_mapped(conn, host):
+            raise NotFound(f"Host '{host}' is not mapped to any cell")
+        row = db.service_get_by_host_and_binary(conn, host, binary)
+        if row is None:
+            raise NotFound(f"Could not find binary {binary} on host {host}.")
+        return row
+
+    def set_disabled_by_host(self, host: str, binary: str, disabled: bool, reason: str | None) -> ServiceState:
+        with self.engine.begin() as conn:
+            row = self._compute_by_host(conn, host, binary)
+            return self.state(db.service_update(conn, row.id, disabled=disabled, disabled_reason=reason))
+
+    def set_forced_down_by_host(self, host: str, binary: str, forced_down: bool) -> ServiceState:
+        with self.engine.begin() as conn:
+            if not forced_down and binary == COMPUTE:
+                self._check_force_up_allowed(conn, host)
+            row = self._compute_by_host(conn, host, binary)
+            return self.state(db.service_update(conn, row.id, forced_down=forced_down))
+
+    # -- update by UUID (2.53+) -------------------------------------------------------------------
+
+    def update_by_uuid(
+        self, service_uuid: str, *, status: str | None, disabled_reason: str | None, forced_down: bool | None
+    ) -> ServiceState:
+        """Apply the 2.53 PUT (spec 3.4 steps 4–9) in one transaction."""
+        with self.engine.begin() as conn:
+            row = db.service_get_by_uuid(conn, service_uuid)
+            if row is None:
+                raise NotFound(f"Service {service_uuid} could not be found.")
+            if row.binary != COMPUTE:
+                raise BadRequest(
+                    f"Updating a {row.binary} service is not supported. "
+                    "Only nova-compute services can be updated."
+                )
+            values: dict = {}
+            if status == "enabled":
+                if disabled_reason:
+                    raise BadRequest("Specifying 'disabled_reason' with status 'enabled' is invalid.")
+                values.update(disabled=False, disabled_reason=None)
+            elif status == "disabled":
+                values.update(disabled=True, disabled_reason=disabled_reason)
+            if forced_down is not None:
+                if not forced_down:
+                    self._check_force_up_allowed(conn, row.host)
+                values["forced_down"] = forced_down
+            if not values:
+                raise BadRequest(
+                    "No updates were requested. Fields 'status' or 'forced_down' should be specified."
+                )
+            return self.state(db.service_update(conn, row.id, **values))
+
+    def _check_force_up_allowed(self, conn: Connection, host: str) -> None:
+        """Spec 3.6: no force-up of a compute while `done` evacuations away from its host remain."""
+        if db.evacuation_done_count(conn, host):
+            raise ForceUpRefused(host)
+
+    # -- delete ----------------------------------------------------------------------------------
+
+    def delete(self, row_id: int | str) -> None:
+        """Soft-delete a service found by integer id (before 2.53) or UUID (spec 3.5)."""
+        with self.engine.begin() as conn:
+            if isinstance(row_id, int):
+                row = db.service_get_by_id(conn, row_id)
+            else:
+                row = db.service_get_by_uuid(conn, row_id)
+            if row is None:
+                raise NotFound(f"Service {row_id} not found.")
+            if row.binary == COMPUTE:
+                if db.instance_count_on_host(conn, row.host):
+                    raise Conflict(
+                        "Unable to delete compute service that is hosting instances. "
+                        "Migrate or delete the instances first."
+                    )
+                if db.migration_in_progress_count(conn, row.host):
+                    raise Conflict(
+                        "Unable to delete compute service that has in-progress migrations. "
+                        "Complete the migrations or delete the instances first."
+                    )
+            db.service_destroy(conn, row.id)
+
+    # -- the agents' side: register and heartbeat --------------------------------------------------
+
+    def register(self, host: str, binary: str, version: int) -> ServiceState:
+        """Load the host's record or create it; forced_down and disabled survive restarts (spec 4.5)."""
+        with self.engine.begin() as conn:
+            row = db.service_get_by_host_and_binary(conn, host, binary)
+            if row is not None:
+                if row.version != version:
+                    row = db.service_update(conn, row.id, version=version)
+                return self.state(row)
+        try:
+            with self.engine.begin() as conn:
+                row = db.service_create(conn, host=host, binary=binary, topic=TOPICS.get(binary), version=version)
+                return self.state(row)
+        except IntegrityError:
+            # Another process registered the same host and binary first: use its row.
+            with self.engine.connect() as conn:
+                return self.state(db.service_get_by_host_and_binary(conn, host, binary))
+
+    def heartbeat(self, service_uuid: str) -> None:
+        with self.engine.begin() as conn:
+            if not db.service_heartbeat(conn, service_uuid):
+                raise NotFound(f"Service {service_uuid} could not be found.")

@@ -1,0 +1,20 @@
+"""Time in the one form novalite stores and compares: naive UTC."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def isotime(value: dt.datetime | None) -> str | None:
+    """Nova's API form, e.g. 2012-10-29T13:42:02.000000 (no timezone suffix)."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
