@@ -42,6 +42,12 @@ class ApiOpts:
 
 
 @dataclass
+class AgentOpts:
+    # Where compute agents reach the control plane's agent interface.
+    api_url: str = "http://127.0.0.1:8774"
+
+
+@dataclass
 class DatabaseOpts:
     connection: str = "sqlite:///novalite.sqlite"
 
@@ -56,6 +62,7 @@ class PolicyOpts:
 class Settings:
     DEFAULT: DefaultOpts = field(default_factory=DefaultOpts)
     api: ApiOpts = field(default_factory=ApiOpts)
+    agent: AgentOpts = field(default_factory=AgentOpts)
     database: DatabaseOpts = field(default_factory=DatabaseOpts)
     oslo_policy: PolicyOpts = field(default_factory=PolicyOpts)
     # Passed unchanged to keystonemiddleware's auth_token (auth_url, www_authenticate_uri, …).

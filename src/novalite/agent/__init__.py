@@ -1,0 +1,1 @@
+"""Processes that run on compute hosts and speak to the control plane over HTTP."""

@@ -1,0 +1,1 @@
+"""The ``novalite`` command line."""

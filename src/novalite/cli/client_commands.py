@@ -1,0 +1,5 @@
+"""novaclient-style client commands (service-list, service-force-down, …)."""
+
+
+def register(subparsers) -> None:
+    return None

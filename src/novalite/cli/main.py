@@ -1,0 +1,130 @@
+"""The ``novalite`` command: the servers (api, compute, up, db) and the novaclient-style client commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from novalite import config
+from novalite.cli import client_commands
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    try:
+        return config.load(args.config_file)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"novalite: configuration error: {error}") from None
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from novalite.api.app import base_dir_of
+    from novalite.cli.api_server import serve
+
+    serve(_settings(args), base_dir_of(args.config_file), args.bind, args.workers, args.threads,
+          args.access_log)
+    return 0
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    from novalite.agent.compute import AgentConfig, run_agent
+    from novalite.api.auth import read_secret
+
+    if args.data_dir and not args.config_file:
+        args.config_file = str(Path(args.data_dir) / "novalite.conf")
+    settings = _settings(args)
+    token_file = settings.api.agent_token_file
+    if not token_file:
+        raise SystemExit("novalite compute: no agent token ([api] agent_token_file, or --data-dir of a stack)")
+    run_agent(AgentConfig(
+        host=args.host,
+        api_url=args.api_url or settings.agent.api_url,
+        agent_token=read_secret(token_file),
+        report_interval=settings.DEFAULT.report_interval,
+    ))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from novalite.cli.up import run_up
+
+    return run_up(data_dir=args.data_dir, computes=args.computes, port=args.port,
+                  database_url=args.database_url, workers=args.workers, auth_strategy=args.auth_strategy)
+
+
+def cmd_db_sync(args: argparse.Namespace) -> int:
+    from novalite.db import engine
+
+    engine.sync(_settings(args).database.connection)
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from novalite.db import engine
+
+    eng = engine.make_engine(_settings(args).database.connection)
+    try:
+        current = engine.current_revision(eng)
+    finally:
+        eng.dispose()
+    head = engine.head_revision()
+    print(f"current: {current or '(empty)'}\nhead:    {head}")
+    return 0 if current == head else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="novalite", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config-file", default=None, help="INI file; NOVALITE_* variables override it")
+        return p
+
+    p = with_config(sub.add_parser("api", help="serve the compute API under gunicorn"))
+    p.add_argument("--bind", default="127.0.0.1:8774")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4, help="threads per worker")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_api)
+
+    p = with_config(sub.add_parser("compute", help="run the compute agent of one host"))
+    p.add_argument("--host", required=True)
+    p.add_argument("--data-dir", default=None, help="join the stack `novalite up` runs on this dir")
+    p.add_argument("--api-url", default=None, help="the control plane (default: [agent] api_url)")
+    p.set_defaults(func=cmd_compute)
+
+    p = sub.add_parser("up", help="start the API and compute agents compute1..N on this machine")
+    p.add_argument("--data-dir", default="./.novalite")
+    p.add_argument("--computes", type=int, default=3)
+    p.add_argument("--port", type=int, default=8774)
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--auth-strategy", choices=config.AUTH_STRATEGIES, default="token")
+    p.set_defaults(func=cmd_up)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    with_config(db_sub.add_parser("sync", help="upgrade the schema (idempotent)")).set_defaults(func=cmd_db_sync)
+    with_config(db_sub.add_parser("status", help="show the schema revision")).set_defaults(func=cmd_db_status)
+
+    client_commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

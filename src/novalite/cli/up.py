@@ -1,0 +1,168 @@
+"""``novalite up``: the whole stack on one machine — the API and compute agents compute1..N.
+
+Each part runs as its own process, as on real hosts. Everything lives under the data dir:
+
+    novalite.conf   the configuration every process reads
+    admin-token     the admin credential (0600), accepted by the API with auth_strategy=token
+    agent-token     the compute agents' secret for /agent/v1 (0600)
+    clouds.yaml     a "novalite" cloud for openstack/nova/openstacksdk (keystoneauth admin_token)
+    novalite.sqlite the database, unless --database-url says otherwise
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from novalite.api.auth import ensure_secret
+from novalite.db import engine as db_engine
+
+CONFIG_NAME = "novalite.conf"
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass
+class StackPaths:
+    data_dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.data_dir / CONFIG_NAME
+
+    @property
+    def admin_token(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    @property
+    def agent_token(self) -> Path:
+        return self.data_dir / "agent-token"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.data_dir / "clouds.yaml"
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def write_config(paths: StackPaths, *, port: int, database_url: str | None, auth_strategy: str) -> None:
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.optionxform = str
+    if paths.config.exists():
+        conf.read(paths.config)
+    for section in ("api", "agent", "database"):
+        if not conf.has_section(section):
+            conf.add_section(section)
+    conf.set("api", "auth_strategy", auth_strategy)
+    conf.set("api", "admin_token_file", str(paths.admin_token))
+    conf.set("api", "agent_token_file", str(paths.agent_token))
+    conf.set("agent", "api_url", f"http://127.0.0.1:{port}")
+    conf.set("database", "connection", database_url or f"sqlite:///{paths.data_dir / 'novalite.sqlite'}")
+    with paths.config.open("w") as out:
+        conf.write(out)
+
+
+def write_clouds_yaml(paths: StackPaths, *, port: int, auth_strategy: str) -> None:
+    endpoint = f"http://127.0.0.1:{port}/v2.1"
+    if auth_strategy == "noauth2":
+        token = "admin:admin"
+    else:
+        token = paths.admin_token.read_text().strip()
+    clouds = {"clouds": {"novalite": {"auth_type": "admin_token",
+                                      "auth": {"endpoint": endpoint, "token": token}}}}
+    fd = os.open(paths.clouds_yaml, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(clouds, out, default_flow_style=False)
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    log = log_path.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args], stdout=log, stderr=log)
+
+
+def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"novalite api exited with {proc.returncode}; see its log")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"novalite api did not answer on port {port} within {timeout:.0f} s")
+
+
+def stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None, workers: int,
+           auth_strategy: str) -> int:
+    paths = StackPaths(Path(data_dir).resolve())
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(exist_ok=True)
+    ensure_secret(paths.admin_token)
+    ensure_secret(paths.agent_token)
+    write_config(paths, port=port, database_url=database_url, auth_strategy=auth_strategy)
+    from novalite import config
+
+    settings = config.load(paths.config)
+    db_engine.sync(settings.database.connection)
+    write_clouds_yaml(paths, port=port, auth_strategy=auth_strategy)
+
+    procs: list[subprocess.Popen] = []
+    stopping = False
+
+    def on_signal(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        api = _spawn(["api", "--config-file", str(paths.config), "--bind", f"127.0.0.1:{port}",
+                      "--workers", str(workers)], paths.logs / "api.log")
+        procs.append(api)
+        wait_for_api(port, api)
+        for i in range(1, computes + 1):
+            procs.append(_spawn(["compute", "--host", f"compute{i}", "--data-dir", str(paths.data_dir)],
+                                paths.logs / f"compute{i}.log"))
+        print(f"novalite is up: API http://127.0.0.1:{port}/v2.1 ({auth_strategy} auth), "
+              f"{computes} compute agent(s): {', '.join(f'compute{i}' for i in range(1, computes + 1))}")
+        if auth_strategy == "token":
+            print(f"  admin token:  {paths.admin_token}")
+        print(f"  clouds.yaml:  {paths.clouds_yaml}  (cloud 'novalite')")
+        print(f"  logs:         {paths.logs}")
+        print(f"  export OS_CLIENT_CONFIG_FILE={paths.clouds_yaml}")
+        print("  then: openstack --os-cloud novalite compute service list --long")
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            if api.poll() is not None:
+                print(f"novalite api exited with {api.returncode}; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        stop_all(procs)
+        print("novalite stopped.", flush=True)

@@ -1,0 +1,1 @@
+"""Compute-domain rules (services, liveness, …), free of HTTP and importing only the db layer."""

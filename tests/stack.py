@@ -1,0 +1,155 @@
+"""Real novalite processes for live tests: an API under gunicorn and compute agents, on 127.0.0.1.
+
+Each ``Stack`` has its own directory, config file, secrets and database; everything it starts is
+stopped by ``close()``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from novalite.api.auth import ensure_secret
+from novalite.db import engine as db_engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
+               what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    root: Path
+    database_url: str
+    auth_strategy: str = "token"
+    report_interval: float = 10.0
+    service_down_time: float = 60.0
+    extra_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.admin_token = ensure_secret(self.root / "admin-token")
+        self.agent_token = ensure_secret(self.root / "agent-token")
+        self.write_config()
+        db_engine.sync(self.database_url)
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "novalite.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/v2.1"
+
+    def write_config(self) -> None:
+        conf = configparser.ConfigParser(interpolation=None)
+        conf.optionxform = str
+        conf["DEFAULT"] = {"report_interval": str(self.report_interval),
+                           "service_down_time": str(self.service_down_time)}
+        conf["api"] = {"auth_strategy": self.auth_strategy,
+                       "admin_token_file": str(self.root / "admin-token"),
+                       "agent_token_file": str(self.root / "agent-token")}
+        conf["agent"] = {"api_url": self.url}
+        conf["database"] = {"connection": self.database_url}
+        for section, values in self.extra_config.items():
+            if section != "DEFAULT" and not conf.has_section(section):
+                conf.add_section(section)
+            for key, value in values.items():
+                conf.set(section, key, value)
+        with self.config_file.open("w") as out:
+            conf.write(out)
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = (self.root / "logs" / log_name).open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
+        proc = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_api(self, workers: int = 2) -> subprocess.Popen:
+        proc = self._spawn(["api", "--config-file", str(self.config_file), "--bind", f"127.0.0.1:{self.port}",
+                            "--workers", str(workers)], "api.log")
+
+        def ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"novalite api exited {proc.returncode}:\n{self.log('api.log')}")
+            try:
+                return requests.get(self.url + "/", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, timeout=30, what="novalite api")
+        return proc
+
+    def start_compute(self, host: str) -> subprocess.Popen:
+        return self._spawn(["compute", "--host", host, "--config-file", str(self.config_file)],
+                           f"compute-{host}.log")
+
+    def admin_headers(self, version: str | None = None) -> dict[str, str]:
+        token = "admin:admin" if self.auth_strategy == "noauth2" else self.admin_token
+        headers = {"X-Auth-Token": token}
+        if version:
+            headers["X-OpenStack-Nova-API-Version"] = version
+        return headers
+
+    def services(self, version: str = "2.53") -> list[dict]:
+        resp = requests.get(self.endpoint + "/os-services", headers=self.admin_headers(version), timeout=5)
+        resp.raise_for_status()
+        return resp.json()["services"]
+
+    def wait_for_computes(self, *hosts: str, timeout: float = 20.0) -> None:
+        def registered():
+            found = {s["host"] for s in self.services() if s["binary"] == "nova-compute"}
+            return set(hosts) <= found
+
+        wait_until(registered, timeout=timeout, what=f"compute services {hosts}")
+
+    def log(self, name: str) -> str:
+        path = self.root / "logs" / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
