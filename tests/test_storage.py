@@ -1,0 +1,141 @@
+"""Storage and the service record's life on every backend (SQLite WAL and PostgreSQL).
+
+Pins spec section 4.3 (heartbeats touch only report_count / last_seen_up / updated_at), 4.5
+(forced_down and disabled survive restarts; a missing row is created fresh) and the schema
+commands (`novalite db sync` idempotent, `db status`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from novalite import config
+from novalite.cli.main import main as novalite_main
+from novalite.db import api as db
+from novalite.db import engine as db_engine
+from novalite.domain.services import Services
+from novalite.exceptions import NotFound
+
+
+@pytest.fixture
+def services(database_url):
+    db_engine.sync(database_url)
+    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": database_url,
+                                    "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+    engine = db_engine.make_engine(database_url)
+    yield Services(engine, settings)
+    engine.dispose()
+
+
+def _row(services: Services, service_uuid: str):
+    with services.engine.connect() as conn:
+        return db.service_get_by_uuid(conn, service_uuid)
+
+
+def test_db_sync_is_idempotent_and_reaches_head(database_url):
+    db_engine.sync(database_url)
+    db_engine.sync(database_url)
+    engine = db_engine.make_engine(database_url)
+    try:
+        assert db_engine.current_revision(engine) == db_engine.head_revision()
+        names = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"services", "instances", "migrations"} <= names
+
+
+def test_db_status_command_reports_revision(sqlite_url, capsys, monkeypatch):
+    monkeypatch.setenv("NOVALITE_DATABASE__CONNECTION", sqlite_url)
+    monkeypatch.setenv("NOVALITE_API__AUTH_STRATEGY", "noauth2")
+    assert novalite_main(["db", "status"]) == 1  # empty database: behind head
+    assert novalite_main(["db", "sync"]) == 0
+    assert novalite_main(["db", "sync"]) == 0
+    assert novalite_main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"current: {db_engine.head_revision()}" in out
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_url):
+    db_engine.sync(sqlite_url)
+    engine = db_engine.make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_register_creates_a_fresh_record(services):
+    # spec 4.5: report_count 0, a new UUID, disabled false, forced_down false
+    state = services.register("compute1", "nova-compute", 1)
+    row = _row(services, state.uuid)
+    assert (row.report_count, row.disabled, row.forced_down, row.topic) == (0, False, False, "compute")
+    assert row.updated_at is None and row.last_seen_up is None
+    assert state.up  # up for service_down_time after creation (spec 4.2)
+
+
+def test_heartbeat_touches_only_report_count_and_last_seen_up(services):
+    state = services.register("compute1", "nova-compute", 1)
+    services.set_forced_down_by_host("compute1", "nova-compute", True)
+    services.set_disabled_by_host("compute1", "nova-compute", True, "maintenance")
+    services.heartbeat(state.uuid)
+    services.heartbeat(state.uuid)
+    row = _row(services, state.uuid)
+    assert row.report_count == 2
+    assert row.last_seen_up is not None and row.updated_at is not None
+    assert (row.forced_down, row.disabled, row.disabled_reason) == (True, True, "maintenance")
+
+
+def test_admin_update_does_not_touch_heartbeat_columns(services):
+    state = services.register("compute1", "nova-compute", 1)
+    services.heartbeat(state.uuid)
+    before = _row(services, state.uuid)
+    services.update_by_uuid(state.uuid, status="disabled", disabled_reason=None, forced_down=True)
+    after = _row(services, state.uuid)
+    assert (after.report_count, after.last_seen_up) == (before.report_count, before.last_seen_up)
+
+
+def test_restart_keeps_forced_down_and_disabled(services):
+    # spec 4.5: only the API clears forced_down
+    first = services.register("compute1", "nova-compute", 1)
+    services.set_forced_down_by_host("compute1", "nova-compute", True)
+    services.set_disabled_by_host("compute1", "nova-compute", True, "fenced")
+    again = services.register("compute1", "nova-compute", 2)
+    assert again.uuid == first.uuid
+    assert again.forced_down and again.disabled and again.disabled_reason == "fenced"
+    assert not again.up
+    assert _row(services, first.uuid).version == 2
+
+
+def test_heartbeat_of_deleted_service_fails_and_does_not_recreate(services):
+    # spec 4.3: the row is not recreated by a heartbeat
+    state = services.register("compute1", "nova-compute", 1)
+    services.delete(state.uuid)
+    with pytest.raises(NotFound):
+        services.heartbeat(state.uuid)
+    assert services.list() == []
+    # a restart registers a new record with a new identity
+    fresh = services.register("compute1", "nova-compute", 1)
+    assert fresh.uuid != state.uuid and fresh.id != state.id
+
+
+def test_concurrent_registration_of_one_host_yields_one_record(services):
+    results, errors = [], []
+
+    def register():
+        try:
+            results.append(services.register("compute1", "nova-compute", 1).uuid)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(results)) == 1
+    assert len(services.list()) == 1

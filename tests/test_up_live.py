@@ -1,0 +1,122 @@
+"""`novalite up`, the README's first command, as a newcomer runs it.
+
+The issue's "done when": the stack starts, `openstack --os-cloud novalite --os-compute-api-version
+2.11 compute service set --down compute1 nova-compute` works, and `compute service list --long`
+shows compute1 forced down and down; Ctrl-C stops every process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.stack import free_port, wait_until
+
+pytestmark = pytest.mark.live
+
+OPENSTACK = str(Path(sys.executable).with_name("openstack"))
+
+
+def _openstack(data_dir: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["OS_CLIENT_CONFIG_FILE"] = str(data_dir / "clouds.yaml")
+    out = subprocess.run([OPENSTACK, "--os-cloud", "novalite", *args], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _start_up(data_dir: Path, port: int, computes: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "novalite.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port),
+         "--computes", str(computes)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def _children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
+    data_dir, port = tmp_path / "stack", free_port()
+    up = _start_up(data_dir, port, computes=2)
+    try:
+        banner = []
+        for line in up.stdout:
+            banner.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        text = "".join(banner)
+        assert f"http://127.0.0.1:{port}/v2.1" in text
+        assert f"export OS_CLIENT_CONFIG_FILE={data_dir / 'clouds.yaml'}" in text
+
+        token_file = data_dir / "admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        cloud = yaml.safe_load((data_dir / "clouds.yaml").read_text())["clouds"]["novalite"]
+        assert cloud["auth_type"] == "admin_token"
+        assert cloud["auth"]["token"] == token_file.read_text().strip()
+
+        def listed():
+            rows = json.loads(_openstack(data_dir, "compute", "service", "list", "--long", "-f", "json"))
+            return rows if {r["Host"] for r in rows} >= {"compute1", "compute2"} else None
+
+        wait_until(listed, timeout=30, what="compute1 and compute2 registered")
+        _openstack(data_dir, "--os-compute-api-version", "2.11", "compute", "service", "set", "--down",
+                   "compute1", "nova-compute")
+        rows = {r["Host"]: r for r in listed()}
+        assert rows["compute1"]["Forced Down"] is True and rows["compute1"]["State"] == "down"
+        assert rows["compute2"]["Forced Down"] is False and rows["compute2"]["State"] == "up"
+
+        # One more host joins the running stack.
+        joined = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "compute", "--host", "compute9",
+                                   "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(lambda: "compute9" in {r["Host"] for r in listed()}, timeout=30, what="compute9")
+        finally:
+            joined.terminate()
+            joined.wait(timeout=10)
+
+        children = _children_of(up.pid)
+        assert len(children) == 3  # the API master and two agents
+        os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert up.wait(timeout=30) == 0
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=15,
+                   what="every child process to exit")
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+
+
+def test_up_keeps_its_token_and_forced_down_across_restarts(tmp_path):
+    data_dir, port = tmp_path / "stack", free_port()
+    for round_ in range(2):
+        up = _start_up(data_dir, port, computes=1)
+        try:
+            for line in up.stdout:
+                if line.startswith("Ctrl-C"):
+                    break
+            if round_ == 0:
+                token = (data_dir / "admin-token").read_text()
+                wait_until(lambda: "compute1" in _openstack(data_dir, "compute", "service", "list"), timeout=30,
+                           what="compute1")
+                _openstack(data_dir, "--os-compute-api-version", "2.11", "compute", "service", "set", "--down",
+                           "compute1", "nova-compute")
+            else:
+                assert (data_dir / "admin-token").read_text() == token
+                rows = json.loads(_openstack(data_dir, "compute", "service", "list", "--long", "-f", "json"))
+                assert [(r["Host"], r["Forced Down"]) for r in rows] == [("compute1", True)]
+        finally:
+            os.killpg(up.pid, signal.SIGINT)
+            up.wait(timeout=30)
