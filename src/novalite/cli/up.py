@@ -128,8 +128,11 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
     from novalite import config
 
     settings = config.load(paths.config)
+    if auth_strategy == "keystone" and not settings.keystone_authtoken:
+        raise SystemExit(f"--auth-strategy keystone needs a [keystone_authtoken] section in {paths.config}")
     db_engine.sync(settings.database.connection)
-    write_clouds_yaml(paths, port=port, auth_strategy=auth_strategy)
+    if auth_strategy != "keystone":
+        write_clouds_yaml(paths, port=port, auth_strategy=auth_strategy)
 
     procs: list[subprocess.Popen] = []
     stopping = False
@@ -152,10 +155,13 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
               f"{computes} compute agent(s): {', '.join(f'compute{i}' for i in range(1, computes + 1))}")
         if auth_strategy == "token":
             print(f"  admin token:  {paths.admin_token}")
-        print(f"  clouds.yaml:  {paths.clouds_yaml}  (cloud 'novalite')")
         print(f"  logs:         {paths.logs}")
-        print(f"  export OS_CLIENT_CONFIG_FILE={paths.clouds_yaml}")
-        print("  then: openstack --os-cloud novalite compute service list --long")
+        if auth_strategy == "keystone":
+            print("  authenticate with your Keystone (OS_AUTH_URL, OS_USERNAME, …)")
+        else:
+            print(f"  clouds.yaml:  {paths.clouds_yaml}  (cloud 'novalite')")
+            print(f"  export OS_CLIENT_CONFIG_FILE={paths.clouds_yaml}")
+            print("  then: openstack --os-cloud novalite compute service list --long")
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
             if api.poll() is not None:

@@ -1,0 +1,57 @@
+"""Settings: defaults, the INI file, NOVALITE_* overrides and Nova's service_down_time rule (spec 4.4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from novalite import config
+
+
+def test_defaults_are_novas():
+    # spec 4.4: report_interval 10, service_down_time 60
+    settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+    assert settings.DEFAULT.report_interval == 10
+    assert settings.DEFAULT.service_down_time == 60
+    assert settings.effective_service_down_time == 60
+
+
+@pytest.mark.parametrize(("report_interval", "down_time", "effective"), [(10, 10, 25), (10, 5, 25), (3, 7, 7), (4, 4, 10)])
+def test_down_time_not_above_report_interval_is_overridden(report_interval, down_time, effective):
+    # spec 4.4: service_down_time <= report_interval → int(report_interval * 2.5)
+    settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2",
+                                    "NOVALITE_REPORT_INTERVAL": str(report_interval),
+                                    "NOVALITE_SERVICE_DOWN_TIME": str(down_time)})
+    assert settings.effective_service_down_time == effective
+
+
+def test_file_then_environment(tmp_path):
+    conf = tmp_path / "novalite.conf"
+    conf.write_text(
+        "[DEFAULT]\nservice_down_time = 30\n"
+        "[api]\nauth_strategy = token\nadmin_token_file = /tmp/t\n"
+        "[database]\nconnection = sqlite:///from-file.sqlite\n"
+        "[keystone_authtoken]\nauth_url = http://127.0.0.1:5000/v3\n"
+    )
+    settings = config.load(conf, environ={"NOVALITE_DATABASE__CONNECTION": "postgresql://u@h/db"})
+    assert settings.DEFAULT.service_down_time == 30
+    assert settings.api.admin_token_file == "/tmp/t"
+    assert settings.database.connection == "postgresql://u@h/db"
+    assert settings.keystone_authtoken == {"auth_url": "http://127.0.0.1:5000/v3"}
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"NOVALITE_API__AUTH_STRATEGY": "open"}, "auth_strategy must be one of"),
+    ({"NOVALITE_API__AUTH_STRATEGY": "token"}, "needs [api] admin_token_file"),
+    ({"NOVALITE_API__NOPE": "1"}, "unknown option [api] nope"),
+    ({"NOVALITE_NOSUCHGROUP__X": "1"}, "unknown option group [nosuchgroup]"),
+    ({"NOVALITE_REPORT_INTERVAL": "soon"}, "could not convert"),
+])
+def test_bad_settings_are_refused_clearly(environ, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2", **environ})
+
+
+def test_embedded_default_is_not_open():
+    # The default strategy needs a token: nothing is served without one.
+    with pytest.raises(ValueError, match="admin_token_file"):
+        config.load(environ={})
