@@ -36,9 +36,13 @@ def client_env(**extra: str) -> dict[str, str]:
 
 
 def token_env(stack: Stack) -> dict[str, str]:
-    """keystoneauth admin_token settings; the dummy user, project and auth URL are never contacted."""
-    return client_env(OS_AUTH_TYPE="admin_token", OS_TOKEN=stack.admin_token, OS_ENDPOINT=stack.endpoint,
-                      OS_USERNAME="x", OS_PROJECT_ID="x", OS_AUTH_URL="http://unused.invalid/")
+    """keystoneauth's admin_token plugin: the stack's admin token sent to its fixed endpoint."""
+    return client_env(OS_AUTH_TYPE="admin_token", OS_TOKEN=stack.admin_token, OS_ENDPOINT=stack.endpoint)
+
+
+def nova_env(stack: Stack) -> dict[str, str]:
+    """novaclient also insists on a user, project and auth URL; these dummies are never contacted."""
+    return {**token_env(stack), "OS_USERNAME": "x", "OS_PROJECT_ID": "x", "OS_AUTH_URL": "http://unused.invalid/"}
 
 
 def run_cli(argv: list[str], env: dict[str, str], expect_rc: int = 0) -> subprocess.CompletedProcess:
@@ -50,12 +54,13 @@ def run_cli(argv: list[str], env: dict[str, str], expect_rc: int = 0) -> subproc
     return proc
 
 
-def nova(stack: Stack, *args: str, version: str | None = None, expect_rc: int = 0) -> subprocess.CompletedProcess:
+def nova(stack: Stack, *args: str, version: str | None = None,
+         expect_rc: int = 0) -> subprocess.CompletedProcess:
     """The ``nova`` CLI (python-novaclient); without ``version`` it negotiates min(server max, 2.96)."""
     argv = [str(BIN / "nova")]
     if version:
         argv += ["--os-compute-api-version", version]
-    return run_cli([*argv, *args], token_env(stack), expect_rc)
+    return run_cli([*argv, *args], nova_env(stack), expect_rc)
 
 
 def openstack(stack: Stack | None, *args: str, version: str | None = None, env: dict[str, str] | None = None,

@@ -35,7 +35,7 @@ class Version(NamedTuple):
 
 
 MIN_VERSION = Version(2, 1)
-MAX_VERSION = Version(2, 100)
+MAX_VERSION = Version(2, 104)
 
 # The microversions at which something novalite serves changes (Nova's rest_api_version_history).
 HISTORY: dict[Version, str] = {

@@ -59,8 +59,13 @@ def validate_body(schema: dict, body: Any) -> None:
         raise BadRequest(error.message) from None
 
 
-def validate_query(schema: dict, params: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Validate query parameters (each a list of values); unknown ones are dropped when allowed."""
+def validate_query(schema: dict, params: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """Validate query parameters (each a list of values); unknown ones are dropped when allowed.
+
+    ``params`` is None when the query string is not UTF-8, which Nova refuses here (spec 3.2).
+    """
+    if params is None:
+        raise BadRequest("Query string is not UTF-8 encoded")
     try:
         _validator(schema).validate(params)
     except jsonschema.ValidationError as error:

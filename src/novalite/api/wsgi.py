@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import falcon
 
@@ -24,7 +26,9 @@ LOG = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "application/vnd.openstack.compute+json")
 NO_TYPE = ("", "text/plain")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+METHODS_WITH_BODY = ("POST", "PUT")
+# Every method Falcon knows (HTTP and WebDAV), so none of them can reach Falcon's 405 responder.
+HTTP_METHODS = tuple(m for m in falcon.constants.COMBINED_METHODS if m != "WEBSOCKET")
 
 
 @dataclass
@@ -47,7 +51,7 @@ class ApiRequest:
     version: Version
     body: Any
     params: dict[str, str]
-    query: dict[str, list[str]]
+    query: dict[str, list[str]] | None  # None: the query string is not UTF-8
     app: Any  # novalite.api.app.Application: domain objects, enforcer, settings
     url: str
     headers: dict[str, str] = field(default_factory=dict)
@@ -92,12 +96,16 @@ def unexpected_error(resp: falcon.Response, error: Exception) -> None:
     set_fault(resp, 500, faults.UNEXPECTED_ERROR.format(f"<class '{cls.__module__}.{cls.__qualname__}'>"))
 
 
-def _read_body(req: falcon.Request) -> tuple[bytes, str]:
-    raw = req.bounded_stream.read() if (req.content_length or 0) > 0 else b""
-    content_type = (req.content_type or "").split(";")[0].strip().lower()
-    if raw and content_type not in JSON_TYPES and content_type not in NO_TYPE:
-        raise UnsupportedMediaType("Unsupported Content-Type")
-    return raw, content_type
+def _read_body(req: falcon.Request) -> bytes:
+    # Nova checks a Content-Type header whenever one is sent, body or not, but reads a body
+    # only for POST and PUT (other methods' bodies are ignored, even if they are not JSON).
+    if req.content_type is not None:
+        content_type = req.content_type.split(";")[0].strip().lower()
+        if content_type not in JSON_TYPES and content_type not in NO_TYPE:
+            raise UnsupportedMediaType("Unsupported Content-Type")
+    if req.method not in METHODS_WITH_BODY:
+        return b""
+    return req.bounded_stream.read() if (req.content_length or 0) > 0 else b""
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -109,10 +117,24 @@ def _parse_json(raw: bytes) -> Any:
         raise BadRequest("Malformed request body") from None
 
 
-def _query(req: falcon.Request) -> dict[str, list[str]]:
+def _query(req: falcon.Request) -> dict[str, list[str]] | None:
+    """The query string as webob parses it for Nova (``&`` or ``;``, blanks kept), or None when it
+    is not UTF-8; validate_query turns None into Nova's 400 (spec 3.2)."""
     query: dict[str, list[str]] = {}
-    for key, value in req.params.items():
-        query[key] = value if isinstance(value, list) else [value]
+    try:
+        raw = req.query_string.encode("latin-1")  # PEP 3333: the bytes as received
+    except UnicodeEncodeError:
+        raw = req.query_string.encode()  # a caller that already decoded the text
+    raw = raw.replace(b"+", b" ")
+    for pair in re.split(rb"[&;]", raw):
+        if not pair:
+            continue
+        name, _sep, value = pair.partition(b"=")
+        try:
+            key, text = unquote_to_bytes(name).decode(), unquote_to_bytes(value).decode()
+        except UnicodeDecodeError:
+            return None
+        query.setdefault(key, []).append(text)
     return query
 
 
@@ -150,7 +172,7 @@ class ComputeEndpoint:
             return
         req.context.version = version
         try:
-            raw, _ctype = _read_body(req)
+            raw = _read_body(req)
             handler = self._handler_for(method, version)
             body = _parse_json(raw)
             context: Context | None = req.context.auth
@@ -185,7 +207,7 @@ class PlainEndpoint:
             return
         headers = headers_of(req)
         try:
-            raw, _ctype = _read_body(req)
+            raw = _read_body(req)
             api_req = ApiRequest(
                 context=getattr(req.context, "auth", None), version=microversion.MIN_VERSION,
                 body=_parse_json(raw), params=params, query=_query(req), app=self.app, url=req.url,

@@ -94,7 +94,9 @@ class Services:
             raise NotFound(f"Could not find binary {binary} on host {host}.")
         return row
 
-    def set_disabled_by_host(self, host: str, binary: str, disabled: bool, reason: str | None) -> ServiceState:
+    def set_disabled_by_host(
+        self, host: str, binary: str, disabled: bool, reason: str | None
+    ) -> ServiceState:
         with self.engine.begin() as conn:
             row = self._compute_by_host(conn, host, binary)
             return self.state(db.service_update(conn, row.id, disabled=disabled, disabled_reason=reason))
@@ -179,7 +181,8 @@ class Services:
                 return self.state(row)
         try:
             with self.engine.begin() as conn:
-                row = db.service_create(conn, host=host, binary=binary, topic=TOPICS.get(binary), version=version)
+                topic = TOPICS.get(binary)
+                row = db.service_create(conn, host=host, binary=binary, topic=topic, version=version)
                 return self.state(row)
         except IntegrityError:
             # Another process registered the same host and binary first: use its row.

@@ -7,7 +7,9 @@ from novalite.api.policies import services
 RULE_ADMIN_API = "rule:admin_api"
 
 base_rules = [
-    policy.RuleDefault("context_is_admin", "role:admin", "Decides what is required for the 'is_admin:True' check"),
+    policy.RuleDefault(
+        "context_is_admin", "role:admin", "Decides what is required for the 'is_admin:True' check"
+    ),
     policy.RuleDefault("admin_api", "is_admin:True", "Default rule for most Admin APIs."),
 ]
 
