@@ -36,7 +36,8 @@ def cmd_compute(args: argparse.Namespace) -> int:
     settings = _settings(args)
     token_file = settings.api.agent_token_file
     if not token_file:
-        raise SystemExit("novalite compute: no agent token ([api] agent_token_file, or --data-dir of a stack)")
+        raise SystemExit("novalite compute: no agent token "
+                         "([api] agent_token_file, or --data-dir of a stack)")
     run_agent(AgentConfig(
         host=args.host,
         api_url=args.api_url or settings.agent.api_url,
@@ -73,7 +74,9 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 0 if current == head else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``argv`` (the arguments about to be parsed) lets the client commands
+    load openstack.config's options only when one of them runs."""
     parser = argparse.ArgumentParser(prog="novalite", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -106,15 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
-    with_config(db_sub.add_parser("sync", help="upgrade the schema (idempotent)")).set_defaults(func=cmd_db_sync)
+    with_config(db_sub.add_parser("sync", help="upgrade the schema (idempotent)")).set_defaults(
+        func=cmd_db_sync)
     with_config(db_sub.add_parser("status", help="show the schema revision")).set_defaults(func=cmd_db_status)
 
-    client_commands.register(sub)
+    client_commands.register(sub, parser, sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
