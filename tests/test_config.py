@@ -15,7 +15,9 @@ def test_defaults_are_novas():
     assert settings.effective_service_down_time == 60
 
 
-@pytest.mark.parametrize(("report_interval", "down_time", "effective"), [(10, 10, 25), (10, 5, 25), (3, 7, 7), (4, 4, 10)])
+@pytest.mark.parametrize(
+    ("report_interval", "down_time", "effective"), [(10, 10, 25), (10, 5, 25), (3, 7, 7), (4, 4, 10)]
+)
 def test_down_time_not_above_report_interval_is_overridden(report_interval, down_time, effective):
     # spec 4.4: service_down_time <= report_interval → int(report_interval * 2.5)
     settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2",
