@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 $(KS_VENV)/bin/.installed:
 	$(PYTHON) -m venv $(KS_VENV)
 	$(KS_VENV)/bin/pip install -q -U pip
-	$(KS_VENV)/bin/pip install -q 'keystone>=26'
+	$(KS_VENV)/bin/pip install -q 'keystone>=30,<31'
 	touch $@
 
 install: $(BIN)/.installed
