@@ -8,6 +8,8 @@ measures over keep-alive connections:
     force-down  PUT /v2.1/os-services/force-down at 2.11, forced_down alternating true/false
     list        GET /v2.1/os-services at 2.11 (every service)
 
+and once, as the floor under both, GET / (the version document: no auth, no database).
+
 with one client and with several concurrent clients (separate processes on the same machine, so
 they compete for CPU with the server). Each cell is bounded by --requests and --max-seconds.
 
@@ -230,6 +232,8 @@ class ClientResult:
 def _request_for(job: ClientJob, n: int) -> tuple[str, str, str | None]:
     if job.scenario == "list":
         return "GET", "/v2.1/os-services", None
+    if job.scenario == "floor":
+        return "GET", "/", None
     # Requests go in pairs to one host, forced down then up (a real change each time); each client
     # walks its own stride of hosts.
     host = host_name(1 + (job.client + job.clients * (n // 2)) % job.size)
@@ -315,18 +319,31 @@ def listed_count(server: Server) -> int:
 
 # -- the report ------------------------------------------------------------------------------------
 
-def _reference(table: dict[str, tuple[int | None, float]], cell: Cell, prefix: str) -> str:
-    size, median = table[cell.scenario]
+def _reference(table: dict[str, tuple[int | None, float]], cell: Cell) -> str:
+    size, median = table.get(cell.scenario, (-1, 0.0))
     if size is not None and size != cell.size:
         return ""
-    return f"{prefix}{median:g}"
+    return f"{median:g}"
+
+
+def _target(cell: Cell) -> str:
+    target = _reference(TARGETS, cell)
+    if not target:
+        return ""
+    return f"<= {target} {'met' if cell.median_ms <= float(target) else 'MISSED'}"
+
+
+def report(cell: Cell) -> None:
+    print(f"   {cell.scenario:<10} clients={cell.clients:<2} n={cell.count:<5} "
+          f"median {cell.median_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms  "
+          f"{cell.rps:7.0f} req/s  errors {cell.errors}", flush=True)
 
 
 def print_table(cells: list[Cell]) -> None:
     header = ("size", "scenario", "clients", "n", "err", "median ms", "p99 ms", "req/s", "target med",
               "Nova 34 med")
-    rows = [(f"{c.size:,}", c.scenario, str(c.clients), str(c.count), str(c.errors), f"{c.median_ms:.2f}",
-             f"{c.p99_ms:.2f}", f"{c.rps:.0f}", _reference(TARGETS, c, "<= "), _reference(NOVA_34, c, ""))
+    rows = [(f"{c.size:,}" if c.size else "-", c.scenario, str(c.clients), str(c.count), str(c.errors),
+             f"{c.median_ms:.2f}", f"{c.p99_ms:.2f}", f"{c.rps:.0f}", _target(c), _reference(NOVA_34, c))
             for c in cells]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 
@@ -394,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     try:
         with database as url, running_api(root, url, args.workers, args.threads) as server:
+            # What gunicorn, HTTP and the client cost alone: the version document, no auth, no database.
+            for clients in args.clients:
+                cells.append(measure(server, "floor", 0, clients, args.requests, args.max_seconds))
+                report(cells[-1])
             have = 0
             for size in sizes:
                 took = register_up_to(server, have, size, args.register_clients)
@@ -406,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                     for clients in args.clients:
                         cell = measure(server, scenario, size, clients, args.requests, args.max_seconds)
                         cells.append(cell)
-                        print(f"   {scenario:<10} clients={clients:<2} n={cell.count:<5} "
-                              f"median {cell.median_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms  "
-                              f"{cell.rps:7.0f} req/s  errors {cell.errors}", flush=True)
+                        report(cell)
     finally:
         if args.keep:
             print(f"kept {root}")
@@ -417,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(cells)
     print()
+    print("floor: GET / (version document: no auth, no database), the cost of gunicorn, HTTP and the client.")
     print("target med: the issue's target median (force-down <= 1 ms at any size; list of 1,000 <= 5 ms).")
     print("Nova 34 med: real Nova 34 measured on this machine (force-down 15.5 ms; list of 1,000 210 ms).")
     return 1 if any(c.errors for c in cells) else 0
