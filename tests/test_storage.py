@@ -139,3 +139,42 @@ def test_concurrent_registration_of_one_host_yields_one_record(services):
     assert not errors
     assert len(set(results)) == 1
     assert len(services.list()) == 1
+
+
+def test_listing_liveness_in_sql_matches_the_python_rule(services):
+    # spec 4.1-4.2: the database evaluates "up" for listings (db.service_list_rows); it must agree
+    # with UpWindow.is_up, inclusive bounds and clock skew included, on every backend.
+    import datetime as dt
+
+    from novalite.domain.liveness import UpWindow
+
+    now = dt.datetime(2026, 11, 25, 12, 0, 0, 500000)
+    window = UpWindow(60, now)
+    second = dt.timedelta(seconds=1)
+    micro = dt.timedelta(microseconds=1)
+    cases = {  # host: (forced_down, last_seen_up, created_at)
+        "fresh-beat": (False, now, now - 3600 * second),
+        "at-earliest": (False, window.earliest, now - 3600 * second),
+        "before-earliest": (False, window.earliest - micro, now - 3600 * second),
+        "at-latest-skew": (False, window.latest, now),
+        "after-latest": (False, window.latest + micro, now),
+        "never-beat-new": (False, None, now - 10 * second),
+        "never-beat-old": (False, None, now - 61 * second),
+        "forced-fresh": (True, now, now),
+        "old-beat-new-row": (False, now - 120 * second, now),  # last_seen_up wins over created_at
+    }
+    with services.engine.begin() as conn:
+        for host, (forced_down, last_seen_up, created_at) in cases.items():
+            conn.execute(db.services.insert().values(
+                uuid=f"00000000-0000-0000-0000-{len(host):04d}{abs(hash(host)) % 10**8:08d}", host=host,
+                binary="nova-compute", topic="compute", report_count=0, disabled=False, forced_down=forced_down,
+                last_seen_up=last_seen_up, created_at=created_at, version=1, deleted=0,
+            ))
+    with services.engine.connect() as conn:
+        rows = db.service_list_rows(conn, window.earliest, window.latest)
+    in_sql = {row[db.LISTED_COLUMNS.index("host")]: bool(row[-1]) for row in rows}
+    in_python = {host: window.is_up(*case) for host, case in cases.items()}
+    assert in_sql == in_python
+    assert in_python == {"fresh-beat": True, "at-earliest": True, "before-earliest": False, "at-latest-skew": True,
+                         "after-latest": False, "never-beat-new": True, "never-beat-old": False,
+                         "forced-fresh": False, "old-beat-new-row": False}

@@ -17,4 +17,11 @@ def naive_utc(value: dt.datetime) -> dt.datetime:
 
 def isotime(value: dt.datetime | None) -> str | None:
     """Nova's API form, e.g. 2012-10-29T13:42:02.000000 (no timezone suffix)."""
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def as_datetime(value: dt.datetime | str | None) -> dt.datetime | None:
+    """A stored timestamp as a datetime, whether the driver parsed it or returned SQLite's text."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(value)

@@ -6,6 +6,7 @@ changes; every version between MIN and MAX is honoured (those not listed change 
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -46,6 +47,7 @@ HISTORY: dict[Version, str] = {
 }
 
 
+@functools.cache
 def v(text: str) -> Version:
     """A Version from a literal like "2.53" (for tables and comparisons)."""
     major, minor = text.split(".")

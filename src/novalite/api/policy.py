@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,9 @@ class Context:
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
+    def cache_key(self) -> tuple:
+        return (self.user_id, self.project_id, tuple(self.roles), self.system_scope)
+
     def credentials(self) -> dict:
         return {
             "user_id": self.user_id,
@@ -37,21 +43,68 @@ class Context:
 
 
 class Enforcer:
+    """Nova's rules through oslo.policy, with decisions on target-free checks remembered.
+
+    The os-services rules are checked against an empty target, so a decision depends only on the
+    caller; it is kept until the policy file changes (looked at no more than once a second).
+    """
+
+    POLICY_FILE_CHECK_INTERVAL = 1.0
+
     def __init__(self, opts: PolicyOpts, base_dir: str | None = None):
         conf = cfg.ConfigOpts()
         conf([], project="novalite", default_config_files=[], default_config_dirs=[])
-        policy_file = opts.policy_file
-        if base_dir and not Path(policy_file).is_absolute():
-            policy_file = str(Path(base_dir) / policy_file)
-        self._enforcer = oslo_policy.Enforcer(conf, policy_file=policy_file)
+        policy_file = Path(opts.policy_file)
+        if not policy_file.is_absolute():
+            policy_file = Path(base_dir or os.getcwd()) / policy_file
+        self.policy_file = policy_file
+        self._enforcer = oslo_policy.Enforcer(conf, policy_file=str(policy_file))
         conf.set_override("enforce_new_defaults", opts.enforce_new_defaults, group="oslo_policy")
         self._enforcer.register_defaults(policies.list_rules())
         self._enforcer.load_rules()
+        self._decisions: dict[tuple, bool] = {}
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self._file_stamp = self._policy_file_stamp()
 
-    def authorize(self, context: Context, action: str, target: dict | None = None) -> None:
-        """Raise Nova's 403 unless ``action`` is allowed (a wrong-scope token is refused too)."""
-        target = target or {"project_id": context.project_id, "user_id": context.user_id}
+    def _policy_file_stamp(self) -> tuple | None:
+        try:
+            st = self.policy_file.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _forget_decisions_if_policy_changed(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < self.POLICY_FILE_CHECK_INTERVAL:
+            return
+        with self._lock:
+            self._checked_at = now
+            stamp = self._policy_file_stamp()
+            if stamp != self._file_stamp:
+                self._file_stamp = stamp
+                self._enforcer.load_rules(force_reload=True)
+                self._decisions = {}
+
+    def _allowed(self, context: Context, action: str, target: dict) -> bool:
         try:
             self._enforcer.authorize(action, target, context.credentials(), do_raise=True)
         except (oslo_policy.PolicyNotAuthorized, oslo_policy.InvalidScope):
-            raise PolicyNotAuthorized(action) from None
+            return False
+        return True
+
+    def authorize(self, context: Context, action: str, target: dict | None = None) -> None:
+        """Raise Nova's 403 unless ``action`` is allowed (a wrong-scope token is refused too)."""
+        if target:
+            allowed = self._allowed(context, action, target)
+        elif target is None:
+            allowed = self._allowed(context, action, {"project_id": context.project_id,
+                                                      "user_id": context.user_id})
+        else:
+            self._forget_decisions_if_policy_changed()
+            key = (action, *context.cache_key())
+            allowed = self._decisions.get(key)
+            if allowed is None:
+                allowed = self._decisions[key] = self._allowed(context, action, target)
+        if not allowed:
+            raise PolicyNotAuthorized(action)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import falcon
+import orjson
 
 from novalite.api import faults, microversion
 from novalite.api.microversion import Version, v
@@ -87,7 +88,7 @@ def set_reply(resp: falcon.Response, reply: Reply) -> None:
         resp.data = b""
         return
     resp.content_type = "application/json"
-    resp.data = json.dumps(reply.body).encode()
+    resp.data = orjson.dumps(reply.body)
 
 
 def unexpected_error(resp: falcon.Response, error: Exception) -> None:

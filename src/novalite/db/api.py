@@ -6,10 +6,11 @@ the columns they change, so a heartbeat never overwrites an admin's change and t
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import uuid as uuidlib
-from collections.abc import Sequence
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Row, bindparam, case, false, func, insert, select, update
 
 from novalite.db.models import Instance, Migration, Service
 from novalite.timeutils import utcnow
@@ -23,9 +24,36 @@ FINISHED_MIGRATION_STATUSES = ("confirmed", "reverted", "error", "failed", "comp
 
 _live_services = select(services).where(services.c.deleted == 0)
 
+# Hot-path statements are built once; SQLAlchemy then reuses their compiled form.
 
-def service_list(conn: Connection) -> Sequence[Row]:
-    return conn.execute(_live_services.order_by(services.c.id)).all()
+# The columns a service listing returns, in this order (see service_list_rows). "up" is liveness
+# (spec 4.1-4.2) evaluated by the database for the window [earliest, latest] that
+# novalite.domain.liveness.UpWindow defines; UpWindow.is_up is the same rule for one row in Python.
+LISTED_COLUMNS = ("id", "uuid", "host", "binary", "topic", "disabled", "disabled_reason", "forced_down",
+                  "updated_at", "up")
+_last_heartbeat = func.coalesce(services.c.last_seen_up, services.c.created_at)
+_up = case(
+    (services.c.forced_down, false()),
+    else_=_last_heartbeat.between(bindparam("earliest", type_=DateTime()), bindparam("latest", type_=DateTime())),
+)
+_list_services = (
+    select(*(services.c[name] for name in LISTED_COLUMNS[:-1]), _up)
+    .where(services.c.deleted == 0)
+    .order_by(services.c.id)
+)
+
+
+def service_list_rows(conn: Connection, earliest: dt.datetime, latest: dt.datetime) -> list[tuple]:
+    """Every live service as plain driver tuples of LISTED_COLUMNS, the cheap form for large listings.
+
+    Values come as the driver returns them, without SQLAlchemy's result processing (which costs
+    more than the query): booleans may be 0/1 and updated_at text on SQLite (timeutils.as_datetime).
+    """
+    result = conn.execute(_list_services, {"earliest": earliest, "latest": latest})
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def service_get_by_uuid(conn: Connection, service_uuid: str) -> Row | None:
@@ -61,6 +89,24 @@ def service_create(conn: Connection, *, host: str, binary: str, topic: str | Non
     return service_get_by_host_and_binary(conn, host, binary)
 
 
+@functools.cache
+def _update_by_host_and_binary(columns: tuple[str, ...]):
+    return (
+        update(services)
+        .where(services.c.host == bindparam("b_host"), services.c.binary == bindparam("b_binary"),
+               services.c.deleted == 0)
+        .values({name: bindparam(f"v_{name}") for name in columns})
+    )
+
+
+def service_update_by_host_and_binary(conn: Connection, host: str, binary: str, **values) -> bool:
+    """Write only ``values`` (and updated_at) to the live host+binary record; False if there is none."""
+    values["updated_at"] = utcnow()
+    stmt = _update_by_host_and_binary(tuple(sorted(values)))
+    params = {"b_host": host, "b_binary": binary, **{f"v_{k}": v for k, v in values.items()}}
+    return conn.execute(stmt, params).rowcount == 1
+
+
 def service_update(conn: Connection, service_id: int, **values) -> Row:
     """Write only ``values`` (and updated_at) to a live service; returns the row as saved."""
     values["updated_at"] = utcnow()
@@ -68,15 +114,16 @@ def service_update(conn: Connection, service_id: int, **values) -> Row:
     return service_get_by_id(conn, service_id)
 
 
+_heartbeat = (
+    update(services)
+    .where(services.c.uuid == bindparam("b_uuid"), services.c.deleted == 0)
+    .values(report_count=services.c.report_count + 1, last_seen_up=bindparam("now"), updated_at=bindparam("now"))
+)
+
+
 def service_heartbeat(conn: Connection, service_uuid: str) -> bool:
     """Bump report_count and last_seen_up atomically; False if the row is gone (Nova 4.3)."""
-    now = utcnow()
-    result = conn.execute(
-        update(services)
-        .where(services.c.uuid == service_uuid, services.c.deleted == 0)
-        .values(report_count=services.c.report_count + 1, last_seen_up=now, updated_at=now)
-    )
-    return result.rowcount == 1
+    return conn.execute(_heartbeat, {"b_uuid": service_uuid, "now": utcnow()}).rowcount == 1
 
 
 def service_destroy(conn: Connection, service_id: int) -> None:
@@ -107,15 +154,18 @@ def migration_in_progress_count(conn: Connection, host: str) -> int:
     ).scalar_one()
 
 
+_evacuation_done = (
+    select(func.count())
+    .select_from(migrations)
+    .where(
+        migrations.c.deleted == 0,
+        migrations.c.source_compute == bindparam("source_host"),
+        migrations.c.status == "done",
+        migrations.c.migration_type == "evacuation",
+    )
+)
+
+
 def evacuation_done_count(conn: Connection, source_host: str) -> int:
     """Evacuations away from ``source_host`` still in status done (spec 3.6)."""
-    return conn.execute(
-        select(func.count())
-        .select_from(migrations)
-        .where(
-            migrations.c.deleted == 0,
-            migrations.c.source_compute == source_host,
-            migrations.c.status == "done",
-            migrations.c.migration_type == "evacuation",
-        )
-    ).scalar_one()
+    return conn.execute(_evacuation_done, {"source_host": source_host}).scalar_one()

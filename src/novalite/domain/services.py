@@ -7,15 +7,16 @@ NovaError carrying Nova's status and message.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from novalite.config import Settings
 from novalite.db import api as db
-from novalite.domain.liveness import is_up
+from novalite.domain.liveness import UpWindow
 from novalite.exceptions import BadRequest, Conflict, NotFound
+from novalite.timeutils import as_datetime
 
 COMPUTE = "nova-compute"
 # Nova never lists the API's own service records.
@@ -23,8 +24,7 @@ HIDDEN_BINARIES = ("nova-osapi_compute", "nova-metadata")
 TOPICS = {"nova-compute": "compute", "nova-scheduler": "scheduler", "nova-conductor": "conductor"}
 
 
-@dataclass(frozen=True)
-class ServiceState:
+class ServiceState(NamedTuple):
     id: int
     uuid: str
     host: str
@@ -53,60 +53,61 @@ class Services:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def state(self, row: Row) -> ServiceState:
+    def _zone(self, topic: str | None) -> str:
         d = self.settings.DEFAULT
-        zone = d.default_availability_zone if row.topic == "compute" else d.internal_service_availability_zone
-        up = is_up(
-            forced_down=row.forced_down,
-            last_seen_up=row.last_seen_up,
-            created_at=row.created_at,
-            service_down_time=self.settings.effective_service_down_time,
-        )
+        return d.default_availability_zone if topic == "compute" else d.internal_service_availability_zone
+
+    def _window(self) -> UpWindow:
+        return UpWindow(self.settings.effective_service_down_time)
+
+    def state(self, row: Row) -> ServiceState:
         return ServiceState(
-            id=row.id, uuid=row.uuid, host=row.host, binary=row.binary, zone=zone,
+            id=row.id, uuid=row.uuid, host=row.host, binary=row.binary, zone=self._zone(row.topic),
             disabled=bool(row.disabled), disabled_reason=row.disabled_reason,
-            forced_down=bool(row.forced_down), updated_at=row.updated_at, up=up,
+            forced_down=bool(row.forced_down), updated_at=row.updated_at,
+            up=self._window().is_up(row.forced_down, row.last_seen_up, row.created_at),
         )
 
     def list(self, host: str | None = None, binary: str | None = None) -> list[ServiceState]:
         """Every live service, filtered by exact host and binary (an empty filter is no filter)."""
+        window = self._window()
         with self.engine.connect() as conn:
-            rows = db.service_list(conn)
-        return [
-            self.state(row)
-            for row in rows
-            if row.binary not in HIDDEN_BINARIES
-            and (not host or row.host == host)
-            and (not binary or row.binary == binary)
-        ]
+            rows = db.service_list_rows(conn, window.earliest, window.latest)
+        compute_zone, internal_zone = self._zone("compute"), self._zone(None)
+        listed = []
+        # Tuples in db.LISTED_COLUMNS order: this loop runs once per service of the cloud.
+        for id_, uuid, host_, binary_, topic, disabled, reason, forced_down, updated_at, up in rows:
+            if binary_ in HIDDEN_BINARIES or (host and host_ != host) or (binary and binary_ != binary):
+                continue
+            listed.append(ServiceState(
+                id_, uuid, host_, binary_, compute_zone if topic == "compute" else internal_zone, bool(disabled),
+                reason, bool(forced_down), as_datetime(updated_at), bool(up),
+            ))
+        return listed
 
     # -- legacy actions by host and binary (2.1–2.52) --------------------------------------------
 
-    def _compute_by_host(self, conn: Connection, host: str, binary: str) -> Row:
+    def _update_compute_by_host(self, conn: Connection, host: str, binary: str, **values) -> None:
+        """Nova's checks in order (binary, host mapping, record), folded around one UPDATE."""
         if binary != COMPUTE:
             raise BadRequest(
                 f"Updating a {binary} service is not supported. Only nova-compute services can be updated."
             )
+        if db.service_update_by_host_and_binary(conn, host, binary, **values):
+            return
         if not db.host_is_mapped(conn, host):
             raise NotFound(f"Host '{host}' is not mapped to any cell")
-        row = db.service_get_by_host_and_binary(conn, host, binary)
-        if row is None:
-            raise NotFound(f"Could not find binary {binary} on host {host}.")
-        return row
+        raise NotFound(f"Could not find binary {binary} on host {host}.")
 
-    def set_disabled_by_host(
-        self, host: str, binary: str, disabled: bool, reason: str | None
-    ) -> ServiceState:
+    def set_disabled_by_host(self, host: str, binary: str, disabled: bool, reason: str | None) -> None:
         with self.engine.begin() as conn:
-            row = self._compute_by_host(conn, host, binary)
-            return self.state(db.service_update(conn, row.id, disabled=disabled, disabled_reason=reason))
+            self._update_compute_by_host(conn, host, binary, disabled=disabled, disabled_reason=reason)
 
-    def set_forced_down_by_host(self, host: str, binary: str, forced_down: bool) -> ServiceState:
+    def set_forced_down_by_host(self, host: str, binary: str, forced_down: bool) -> None:
         with self.engine.begin() as conn:
             if not forced_down and binary == COMPUTE:
                 self._check_force_up_allowed(conn, host)
-            row = self._compute_by_host(conn, host, binary)
-            return self.state(db.service_update(conn, row.id, forced_down=forced_down))
+            self._update_compute_by_host(conn, host, binary, forced_down=forced_down)
 
     # -- update by UUID (2.53+) -------------------------------------------------------------------
 
