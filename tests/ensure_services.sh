@@ -7,3 +7,5 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+# curl sends the seed's request in tests/test_seed_curl.py.
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }

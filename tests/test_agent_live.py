@@ -40,8 +40,9 @@ def test_killed_agent_goes_down_after_service_down_time(make_stack):
     wait_until(lambda: _service(stack, "compute1")["state"] == "down", timeout=5, what="compute1 down")
 
 
-def test_forced_down_wins_over_heartbeats_and_survives_restart(make_stack):
-    stack = make_stack(**FAST)
+def test_forced_down_wins_over_heartbeats_and_survives_restart(make_stack, database_url):
+    # Runs on SQLite and on PostgreSQL: the same code serves both.
+    stack = make_stack(database_url=database_url, **FAST)
     agent = stack.start_compute("compute1")
     stack.wait_for_computes("compute1")
     resp = requests.put(stack.endpoint + "/os-services/force-down", headers=stack.admin_headers("2.11"),
