@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=15.0,
                    help="stop a cell's clients after this many seconds (default 15)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers of novalite api (default 2)")
-    p.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (default 1, as novalite api)")
     p.add_argument("--register-clients", type=int, default=8,
                    help="concurrent agent registrations while filling (default 8)")
     p.add_argument("--database-url", default=None,

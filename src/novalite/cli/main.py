@@ -88,7 +88,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("api", help="serve the compute API under gunicorn"))
     p.add_argument("--bind", default="127.0.0.1:8774")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4, help="threads per worker")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per worker (1 measured fastest on 2 cores: bench/README.md)")
     p.add_argument("--access-log", action="store_true")
     p.set_defaults(func=cmd_api)
 
