@@ -47,16 +47,24 @@ def _validator(schema: dict) -> jsonschema.protocols.Validator:
     return found
 
 
-def validate_body(schema: dict, body: Any) -> None:
+def _validate(schema: dict, instance: Any, *, is_body: bool) -> None:
+    """Nova's _SchemaValidator: the first error, named by its field (body) or parameter (query)."""
     try:
-        _validator(schema).validate(body)
+        _validator(schema).validate(instance)
     except jsonschema.ValidationError as error:
-        if error.path:
-            raise BadRequest(
-                f"Invalid input for field/attribute {error.path.pop()}. "
-                f"Value: {error.instance}. {error.message}"
-            ) from None
-        raise BadRequest(error.message) from None
+        if not error.path:
+            raise BadRequest(error.message) from None
+        # A body error names its innermost field; a query error the parameter, the first path
+        # item (the second is the index into that parameter's list of values).
+        if is_body:
+            where = f"field/attribute {error.path.pop()}"
+        else:
+            where = f"query parameters {error.path.popleft()}"
+        raise BadRequest(f"Invalid input for {where}. Value: {error.instance}. {error.message}") from None
+
+
+def validate_body(schema: dict, body: Any) -> None:
+    _validate(schema, body, is_body=True)
 
 
 def validate_query(schema: dict, params: dict[str, list[str]] | None) -> dict[str, list[str]]:
@@ -66,15 +74,7 @@ def validate_query(schema: dict, params: dict[str, list[str]] | None) -> dict[st
     """
     if params is None:
         raise BadRequest("Query string is not UTF-8 encoded")
-    try:
-        _validator(schema).validate(params)
-    except jsonschema.ValidationError as error:
-        if error.path:
-            raise BadRequest(
-                f"Invalid input for query parameters {error.path.popleft()}. "
-                f"Value: {error.instance}. {error.message}"
-            ) from None
-        raise BadRequest(error.message) from None
+    _validate(schema, params, is_body=False)
     if schema.get("additionalProperties", True) is not False:
         known = schema.get("properties", {})
         params = {k: vals for k, vals in params.items() if k in known}
