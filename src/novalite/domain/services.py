@@ -46,6 +46,14 @@ class ForceUpRefused(BadRequest):
         )
 
 
+def _refuse_unless_compute(binary: str) -> None:
+    """Only nova-compute records can be updated through the API (Nova since Stein)."""
+    if binary != COMPUTE:
+        raise BadRequest(
+            f"Updating a {binary} service is not supported. Only nova-compute services can be updated."
+        )
+
+
 class Services:
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
@@ -89,10 +97,7 @@ class Services:
 
     def _update_compute_by_host(self, conn: Connection, host: str, binary: str, **values) -> None:
         """Nova's checks in order (binary, host mapping, record), folded around one UPDATE."""
-        if binary != COMPUTE:
-            raise BadRequest(
-                f"Updating a {binary} service is not supported. Only nova-compute services can be updated."
-            )
+        _refuse_unless_compute(binary)
         if db.service_update_by_host_and_binary(conn, host, binary, **values):
             return
         if not db.host_is_mapped(conn, host):
@@ -119,11 +124,7 @@ class Services:
             row = db.service_get_by_uuid(conn, service_uuid)
             if row is None:
                 raise NotFound(f"Service {service_uuid} could not be found.")
-            if row.binary != COMPUTE:
-                raise BadRequest(
-                    f"Updating a {row.binary} service is not supported. "
-                    "Only nova-compute services can be updated."
-                )
+            _refuse_unless_compute(row.binary)
             values: dict = {}
             if status == "enabled":
                 if disabled_reason:
@@ -139,7 +140,10 @@ class Services:
                 raise BadRequest(
                     "No updates were requested. Fields 'status' or 'forced_down' should be specified."
                 )
-            return self.state(db.service_update(conn, row.id, **values))
+            saved = db.service_update(conn, row.id, **values)
+            if saved is None:  # deleted since it was read
+                raise NotFound(f"Service {service_uuid} could not be found.")
+            return self.state(saved)
 
     def _check_force_up_allowed(self, conn: Connection, host: str) -> None:
         """Spec 3.6: no force-up of a compute while `done` evacuations away from its host remain."""
