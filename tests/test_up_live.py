@@ -25,11 +25,14 @@ pytestmark = pytest.mark.live
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
 
-def _openstack(data_dir: Path, *args: str) -> str:
+def _openstack(data_dir: Path, *args: str, from_data_dir: bool = False) -> str:
+    """openstack --os-cloud novalite, finding clouds.yaml by the printed export or, run from the
+    data dir, by itself (openstack.config looks in the current directory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["OS_CLIENT_CONFIG_FILE"] = str(data_dir / "clouds.yaml")
+    if not from_data_dir:
+        env["OS_CLIENT_CONFIG_FILE"] = str(data_dir / "clouds.yaml")
     out = subprocess.run([OPENSTACK, "--os-cloud", "novalite", *args], env=env, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, cwd=data_dir if from_data_dir else None)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -73,7 +76,8 @@ def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
         wait_until(listed, timeout=30, what="compute1 and compute2 registered")
         _openstack(data_dir, "--os-compute-api-version", "2.11", "compute", "service", "set", "--down",
                    "compute1", "nova-compute")
-        rows = {r["Host"]: r for r in listed()}
+        rows = {r["Host"]: r for r in json.loads(_openstack(data_dir, "compute", "service", "list", "--long",
+                                                            "-f", "json", from_data_dir=True))}
         assert rows["compute1"]["Forced Down"] is True and rows["compute1"]["State"] == "down"
         assert rows["compute2"]["Forced Down"] is False and rows["compute2"]["State"] == "up"
 
