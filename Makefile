@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 
 test: install $(KS_VENV)/bin/.installed services lint
-	NOVALITE_KEYSTONE_VENV=$(abspath $(KS_VENV)) $(BIN)/pytest -q -rs $(PYTEST_ARGS)
+	TEST_KEYSTONE_VENV=$(abspath $(KS_VENV)) $(BIN)/pytest -q -rs $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/api_latency.py

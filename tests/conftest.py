@@ -9,7 +9,8 @@ import pytest
 
 from tests.stack import Stack
 
-POSTGRES_ADMIN_URL = os.environ.get("NOVALITE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# Not NOVALITE_*: that prefix is novalite's own configuration, and unknown names there are errors.
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def _postgres_database() -> str:

@@ -98,7 +98,7 @@ backend = dogpile.cache.memory
 
 
 def keystone_venv() -> Path:
-    return Path(os.environ.get("NOVALITE_KEYSTONE_VENV") or REPO / ".venv-keystone")
+    return Path(os.environ.get("TEST_KEYSTONE_VENV") or REPO / ".venv-keystone")
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def _provision(ks: Keystone) -> None:
 def keystone(tmp_path_factory) -> Iterator[Keystone]:
     """A provisioned, running Keystone for the whole session (6-10 s to start, depending on load)."""
     if not (keystone_venv() / "bin" / "keystone-manage").exists():
-        pytest.skip(f"no keystone venv at {keystone_venv()} (`make test` creates it; NOVALITE_KEYSTONE_VENV)")
+        pytest.skip(f"no keystone venv at {keystone_venv()} (`make test` creates it; TEST_KEYSTONE_VENV)")
     root = tmp_path_factory.mktemp("keystone")
     port = free_port()
     (root / "keystone.conf").write_text(_CONFIG.format(root=root))
