@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -62,3 +62,80 @@ class Migration(SoftDelete, Base):
     dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str | None] = mapped_column(String(255), nullable=True)
     migration_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ComputeNode(SoftDelete, Base):
+    """A hypervisor: the capacity one compute host reports (Nova's compute_nodes)."""
+
+    __tablename__ = "compute_nodes"
+    __table_args__ = (
+        UniqueConstraint("host", "hypervisor_hostname", "deleted",
+                         name="uniq_compute_nodes0host0hypervisor_hostname0deleted"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    service_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    hypervisor_hostname: Mapped[str] = mapped_column(String(255), nullable=False)
+    hypervisor_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    hypervisor_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    host_ip: Mapped[str | None] = mapped_column(String(39), nullable=True)
+    cpu_info: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
+    local_gb: Mapped[int] = mapped_column(Integer, nullable=False)
+    vcpus_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    memory_mb_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    local_gb_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    running_vms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    disk_available_least: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpu_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    ram_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    disk_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+
+
+class Flavor(Base):
+    """A flavor (Nova keeps these in the API database and deletes them for real)."""
+
+    __tablename__ = "flavors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavorid: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    root_gb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    swap: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rxtx_factor: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    is_public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class FlavorExtraSpec(Base):
+    __tablename__ = "flavor_extra_specs"
+    __table_args__ = (UniqueConstraint("flavor_id", "key", name="uniq_flavor_extra_specs0flavor_id0key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class FlavorProject(Base):
+    """Which projects may use a private flavor (os-flavor-access)."""
+
+    __tablename__ = "flavor_projects"
+    __table_args__ = (UniqueConstraint("flavor_id", "project_id", name="uniq_flavor_projects0flavor_id0project_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), nullable=False)
+    project_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

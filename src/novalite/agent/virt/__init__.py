@@ -1,0 +1,1 @@
+"""Virt drivers: one small interface (driver.py), one file per hypervisor, chosen by [compute] compute_driver."""
