@@ -33,4 +33,5 @@ PLAIN_DOCUMENTS = {
 AGENT_ROUTES = {
     "/agent/v1/services": {"POST": agent.register},
     "/agent/v1/services/{service_uuid}/heartbeat": {"PUT": agent.heartbeat},
+    "/agent/v1/services/{service_uuid}/nodes/{nodename}": {"PUT": agent.report_node},
 }

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from novalite.config import Settings
 from novalite.db import api as db
+from novalite.db import compute_nodes as compute_nodes_db
 from novalite.domain.liveness import UpWindow
 from novalite.exceptions import BadRequest, Conflict, NotFound
 from novalite.timeutils import as_datetime
@@ -193,6 +194,15 @@ class Services:
             # Another process registered the same host and binary first: use its row.
             with self.engine.connect() as conn:
                 return self.state(db.service_get_by_host_and_binary(conn, host, binary))
+
+    def report_node(self, service_uuid: str, nodename: str, resources: dict) -> Row:
+        """Record the capacity a compute host reports for one of its nodes (its hypervisor record)."""
+        with self.engine.begin() as conn:
+            row = db.service_get_by_uuid(conn, service_uuid)
+            if row is None:
+                raise NotFound(f"Service {service_uuid} could not be found.")
+            return compute_nodes_db.compute_node_save(
+                conn, service_id=row.id, host=row.host, nodename=nodename, values=resources)
 
     def heartbeat(self, service_uuid: str) -> None:
         with self.engine.begin() as conn:
