@@ -57,3 +57,45 @@ def test_embedded_default_is_not_open():
     # The default strategy needs a token: nothing is served without one.
     with pytest.raises(ValueError, match="admin_token_file"):
         config.load(environ={})
+
+
+def test_compute_defaults():
+    # Issue 3 §1: the simulated driver by default, spawn and stop times 0; Nova's reserved_host_memory_mb 512.
+    settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+    c = settings.compute
+    assert (c.compute_driver, c.state_path) == ("simulated", "")
+    assert (c.vcpus, c.memory_mb, c.local_gb) == (16, 32768, 500)
+    assert (c.reserved_host_memory_mb, c.reserved_host_disk_mb) == (512, 0)
+    assert (c.spawn_time, c.stop_time) == (0, 0)
+    assert settings.DEFAULT.update_resources_interval == 60
+
+
+def test_compute_options_from_file_and_environment(tmp_path):
+    conf = tmp_path / "novalite.conf"
+    conf.write_text("[DEFAULT]\nupdate_resources_interval = 5\n"
+                    "[compute]\nvcpus = 64\nmemory_mb = 262144\nspawn_time = 0.5\nstate_path = /var/lib/nl\n")
+    settings = config.load(conf, environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2",
+                                          "NOVALITE_COMPUTE__STOP_TIME": "1.5",
+                                          "NOVALITE_COMPUTE__RESERVED_HOST_MEMORY_MB": "0"})
+    c = settings.compute
+    assert (c.vcpus, c.memory_mb, c.spawn_time, c.stop_time, c.reserved_host_memory_mb) == (64, 262144, 0.5, 1.5, 0)
+    assert settings.DEFAULT.update_resources_interval == 5
+    assert str(settings.compute_state_dir("compute1", tmp_path)) == "/var/lib/nl/compute1"
+
+
+def test_compute_state_dir_defaults_beside_the_config_file_else_the_working_directory(tmp_path, monkeypatch):
+    settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+    assert settings.compute_state_dir("compute1", tmp_path) == tmp_path / ".novalite-compute" / "compute1"
+    monkeypatch.chdir(tmp_path)
+    assert settings.compute_state_dir("compute2") == tmp_path / ".novalite-compute" / "compute2"
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"NOVALITE_UPDATE_RESOURCES_INTERVAL": "0"}, "update_resources_interval must be greater than 0"),
+    ({"NOVALITE_COMPUTE__VCPUS": "-1"}, "[compute] vcpus must not be negative"),
+    ({"NOVALITE_COMPUTE__SPAWN_TIME": "-0.5"}, "[compute] spawn_time must not be negative"),
+    ({"NOVALITE_COMPUTE__MEMORY_MB": "lots"}, "invalid literal"),
+])
+def test_bad_compute_settings_are_refused_clearly(environ, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2", **environ})

@@ -28,6 +28,9 @@ class DefaultOpts:
     service_down_time: float = 60.0
     default_availability_zone: str = "nova"
     internal_service_availability_zone: str = "internal"
+    # Seconds between two reports of a compute host's hypervisor records (Nova's
+    # [DEFAULT]update_resources_interval; Nova's 0 means "every periodic task run", here it is 60).
+    update_resources_interval: float = 60.0
 
 
 @dataclass
@@ -39,12 +42,34 @@ class ApiOpts:
     # Shared secret of the compute agents' internal interface (/agent/v1).
     agent_token_file: str = ""
     compute_link_prefix: str = ""
+    # The most items one page of a collection holds (Nova's [api]max_limit).
+    max_limit: int = 1000
 
 
 @dataclass
 class AgentOpts:
     # Where compute agents reach the control plane's agent interface.
     api_url: str = "http://127.0.0.1:8774"
+
+
+@dataclass
+class ComputeOpts:
+    # The virt driver the compute agent runs its guests with (agent/virt/__init__.py lists them).
+    # Nova names this option [DEFAULT]compute_driver; novalite keeps the compute host's options together.
+    compute_driver: str = "simulated"
+    # Top directory of the compute hosts' local state; each host keeps its own <state_path>/<host>/.
+    # Empty: <directory of the config file, else the working directory>/.novalite-compute.
+    state_path: str = ""
+    # The simulated hypervisor: its capacity, and how long a guest takes to boot and to stop.
+    vcpus: int = 16
+    memory_mb: int = 32768
+    local_gb: int = 500
+    # Host memory and disk kept for the host itself, counted as used (Nova's options of these names).
+    reserved_host_memory_mb: int = 512
+    reserved_host_disk_mb: int = 0
+    # Seconds a simulated guest takes to boot (spawn, power_on) and to stop (power_off, destroy).
+    spawn_time: float = 0.0
+    stop_time: float = 0.0
 
 
 @dataclass
@@ -63,6 +88,7 @@ class Settings:
     DEFAULT: DefaultOpts = field(default_factory=DefaultOpts)
     api: ApiOpts = field(default_factory=ApiOpts)
     agent: AgentOpts = field(default_factory=AgentOpts)
+    compute: ComputeOpts = field(default_factory=ComputeOpts)
     database: DatabaseOpts = field(default_factory=DatabaseOpts)
     oslo_policy: PolicyOpts = field(default_factory=PolicyOpts)
     # Passed unchanged to keystonemiddleware's auth_token (auth_url, www_authenticate_uri, …).
@@ -76,6 +102,16 @@ class Settings:
             return float(int(d.report_interval * 2.5))
         return d.service_down_time
 
+    def compute_state_dir(self, host: str, base_dir: str | os.PathLike | None = None) -> Path:
+        """Where ``host``'s compute agent keeps its local state: <[compute] state_path>/<host>.
+
+        An empty state_path means ``<base_dir>/.novalite-compute``; base_dir is the directory of the
+        config file (a stack's data dir), else the working directory.
+        """
+        top = Path(self.compute.state_path) if self.compute.state_path else (
+            Path(base_dir or Path.cwd()) / ".novalite-compute")
+        return top / host
+
     def validate(self) -> None:
         if self.api.auth_strategy not in AUTH_STRATEGIES:
             raise ValueError(
@@ -84,6 +120,7 @@ class Settings:
             )
         if self.api.auth_strategy == "token" and not self.api.admin_token_file:
             raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
+        self._validate_compute()
         if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
             LOG.warning(
                 "service_down_time (%s) is not greater than report_interval (%s); using %s",
@@ -91,6 +128,15 @@ class Settings:
                 self.DEFAULT.report_interval,
                 self.effective_service_down_time,
             )
+
+    def _validate_compute(self) -> None:
+        if self.DEFAULT.update_resources_interval <= 0:
+            raise ValueError("[DEFAULT] update_resources_interval must be greater than 0")
+        c = self.compute
+        for name in ("vcpus", "memory_mb", "local_gb", "reserved_host_memory_mb", "reserved_host_disk_mb",
+                     "spawn_time", "stop_time"):
+            if getattr(c, name) < 0:
+                raise ValueError(f"[compute] {name} must not be negative")
 
 
 def _coerce(value: str, like: object) -> object:

@@ -1,11 +1,14 @@
-"""The compute agent: one per host; registers its nova-compute service and heartbeats it.
+"""The compute agent: one per host; registers its nova-compute service, heartbeats it, runs its guests
+through a virt driver and reports the host's capacity (agent/resources.py).
 
 It speaks only to the control plane's agent interface (/agent/v1, see handlers/agent.py) with the
 agent secret; it holds no database login and no admin token. As in Nova (spec 4.3, 4.5):
 - registration loads the existing record, so forced_down and disabled survive restarts;
 - a heartbeat every report_interval bumps report_count and last_seen_up and nothing else;
 - if the record was deleted, the heartbeat logs an error and does not recreate it;
-- when the API is unreachable it logs once and keeps trying.
+- when the API is unreachable it logs once and keeps trying;
+- after registering it starts its driver (Nova's init_host), then heartbeats and resource reports run
+  as two tasks, so a slow report never delays a heartbeat.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
+
+from novalite.agent.resources import ResourceReporter
+from novalite.agent.virt import load_driver
+from novalite.agent.virt.driver import ComputeDriver
 
 LOG = logging.getLogger("novalite.compute")
 BINARY = "nova-compute"
@@ -29,6 +36,11 @@ class AgentConfig:
     api_url: str
     agent_token: str
     report_interval: float
+    # Seconds between two reports of the host's hypervisor records ([DEFAULT]update_resources_interval).
+    update_resources_interval: float = 60.0
+    compute_driver: str = "simulated"
+    # The driver's keyword arguments (for the simulated one: state_dir, capacity, spawn and stop times).
+    driver_options: dict = field(default_factory=dict)
 
 
 class AgentApi:
@@ -56,16 +68,30 @@ class AgentApi:
         resp.raise_for_status()
         return True
 
+    def report_node(self, service_uuid: str, nodename: str, report: dict) -> bool:
+        """True if recorded; False if the service record is gone."""
+        resp = self.session.put(f"{self.base}/services/{service_uuid}/nodes/{nodename}", json=report,
+                                timeout=REQUEST_TIMEOUT)
+        if resp.status_code == 404:
+            return False
+        resp.raise_for_status()
+        return True
+
 
 class ComputeAgent:
-    def __init__(self, config: AgentConfig, api: AgentApi | None = None):
+    def __init__(self, config: AgentConfig, api: AgentApi | None = None, driver: ComputeDriver | None = None):
         self.config = config
         self.api = api or AgentApi(config)
+        # Built now, so an unknown driver or a bad option fails before the service registers.
+        self.driver = driver or load_driver(config.compute_driver, **config.driver_options)
         self.service: dict | None = None
+        self.reporter: ResourceReporter | None = None
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.reporter is not None:
+            self.reporter.request_report()  # wakes its wait; it sees the stop and ends
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True if stopped."""
@@ -112,8 +138,15 @@ class ComputeAgent:
                 return
 
     async def run(self) -> None:
-        if await self.register() is not None:
-            await self.heartbeat_forever()
+        if await self.register() is None:
+            return
+        # As Nova's Service.start: the service record first, then the driver, then the periodic work.
+        await self.driver.init_host(self.config.host)
+        self.reporter = ResourceReporter(self.driver, self.api, self.service["id"],
+                                         self.config.update_resources_interval, host=self.config.host)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.heartbeat_forever())
+            tasks.create_task(self.reporter.report_forever(self._stop.is_set))
 
 
 def run_agent(config: AgentConfig) -> None:

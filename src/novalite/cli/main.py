@@ -27,8 +27,24 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _driver_options(settings: config.Settings, host: str, config_file: str | None) -> dict:
+    """The virt driver's keyword arguments, from [compute]."""
+    compute = settings.compute
+    state_dir = settings.compute_state_dir(host, Path(config_file).parent if config_file else None)
+    options: dict = {"state_dir": str(state_dir)}
+    if compute.compute_driver == "simulated":
+        options.update(
+            vcpus=compute.vcpus, memory_mb=compute.memory_mb, local_gb=compute.local_gb,
+            reserved_host_memory_mb=compute.reserved_host_memory_mb,
+            reserved_host_disk_mb=compute.reserved_host_disk_mb,
+            spawn_time=compute.spawn_time, stop_time=compute.stop_time,
+        )
+    return options
+
+
 def cmd_compute(args: argparse.Namespace) -> int:
     from novalite.agent.compute import AgentConfig, run_agent
+    from novalite.agent.virt import DRIVERS
     from novalite.api.auth import read_secret
 
     if args.data_dir and not args.config_file:
@@ -38,11 +54,18 @@ def cmd_compute(args: argparse.Namespace) -> int:
     if not token_file:
         raise SystemExit("novalite compute: no agent token "
                          "([api] agent_token_file, or --data-dir of a stack)")
+    compute = settings.compute
+    if compute.compute_driver not in DRIVERS:
+        raise SystemExit(f"novalite compute: configuration error: unknown [compute] compute_driver "
+                         f"{compute.compute_driver!r}; known: {', '.join(sorted(DRIVERS))}")
     run_agent(AgentConfig(
         host=args.host,
         api_url=args.api_url or settings.agent.api_url,
         agent_token=read_secret(token_file),
         report_interval=settings.DEFAULT.report_interval,
+        update_resources_interval=settings.DEFAULT.update_resources_interval,
+        compute_driver=compute.compute_driver,
+        driver_options=_driver_options(settings, args.host, args.config_file),
     ))
     return 0
 
