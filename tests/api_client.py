@@ -216,7 +216,8 @@ class Api:
 def assert_fault(result: falcon.testing.Result | Raw, code: int, message: str) -> None:
     """Nova's fault envelope (spec 2): {"<faultName>": {"code", "message"}} as application/json; UTF-8."""
     names = {400: "badRequest", 403: "forbidden", 404: "itemNotFound", 406: "computeFault",
-             409: "conflictingRequest", 415: "badMediaType", 500: "computeFault"}
+             409: "conflictingRequest", 415: "badMediaType", 500: "computeFault",
+             501: "notImplemented"}
     expected = {names[code]: {"code": code, "message": message}}
     if isinstance(result, Raw):
         assert (result.status_code, result.json()) == (code, expected)

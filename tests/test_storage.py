@@ -178,3 +178,21 @@ def test_listing_liveness_in_sql_matches_the_python_rule(services):
     assert in_python == {"fresh-beat": True, "at-earliest": True, "before-earliest": False, "at-latest-skew": True,
                          "after-latest": False, "never-beat-new": True, "never-beat-old": False,
                          "forced-fresh": False, "old-beat-new-row": False}
+
+
+def test_deleting_a_compute_service_deletes_its_hypervisor_records(services):
+    # spec 3.5 step 5: the compute_nodes rows of the service (or host) are soft-deleted too
+    from novalite.db import compute_nodes as nodes_db
+
+    state = services.register("compute1", "nova-compute", 1)
+    resources = {"hypervisor_type": "fake", "hypervisor_version": 1000, "cpu_info": "{}", "vcpus": 4,
+                 "memory_mb": 4096, "local_gb": 10, "vcpus_used": 0, "memory_mb_used": 512, "local_gb_used": 0,
+                 "running_vms": 0}
+    services.report_node(state.uuid, "compute1", resources)
+    services.delete(state.uuid)
+    with services.engine.connect() as conn:
+        assert nodes_db.compute_node_get_by_host_and_nodename(conn, "compute1", "compute1") is None
+    # the host can come back: a new service and a new hypervisor record
+    again = services.register("compute1", "nova-compute", 1)
+    node = services.report_node(again.uuid, "compute1", resources)
+    assert node.service_id == again.id

@@ -42,8 +42,10 @@ MAX_VERSION = Version(2, 104)
 HISTORY: dict[Version, str] = {
     Version(2, 11): "os-services: forced_down in the list and the force-down action",
     Version(2, 53): "os-services: UUID ids, PUT /os-services/{service_id}; legacy actions removed",
+    Version(2, 55): "flavors: description, PUT /flavors/{flavor_id}",
+    Version(2, 61): "flavors: extra_specs in flavor bodies (policy permitting)",
     Version(2, 69): "os-services: partial records for services of down cells",
-    Version(2, 75): "os-services: unknown query parameters are rejected",
+    Version(2, 75): "os-services, flavors: unknown query parameters are rejected; flavor swap 0, not \"\"",
 }
 
 

@@ -108,3 +108,11 @@ class Enforcer:
                 allowed = self._decisions[key] = self._allowed(context, action, target)
         if not allowed:
             raise PolicyNotAuthorized(action)
+
+    def allows(self, context: Context, action: str, target: dict | None = None) -> bool:
+        """Nova's ``context.can(..., fatal=False)``: the decision, without a 403."""
+        try:
+            self.authorize(context, action, target)
+        except PolicyNotAuthorized:
+            return False
+        return True

@@ -4,7 +4,7 @@ Compute API paths are served under /v2.1 and /v2.1/{project_id}. A method listed
 ``Versioned`` handlers changes with the microversion; a method not listed is the router's bare 404.
 """
 
-from novalite.api.handlers import agent, services, versions
+from novalite.api.handlers import agent, aggregates, availability_zones, flavors, hypervisors, services, versions
 from novalite.api.wsgi import Versioned
 
 COMPUTE_PREFIXES = ("/v2.1", "/v2.1/{project_id:projectid}")
@@ -16,6 +16,26 @@ COMPUTE_ROUTES = {
         "PUT": [Versioned("2.1", "2.52", services.legacy_update), Versioned("2.53", "", services.update)],
         "DELETE": services.delete,
     },
+    "/flavors": {"GET": flavors.list_flavors, "POST": flavors.create},
+    # PUT and DELETE here act on a flavor whose id is "detail", as Nova's router does.
+    "/flavors/detail": {"GET": flavors.list_flavors_detail,
+                        "PUT": [Versioned("2.55", "", flavors.update)], "DELETE": flavors.delete},
+    "/flavors/{flavor_id}": {
+        "GET": flavors.show,
+        "PUT": [Versioned("2.55", "", flavors.update)],
+        "DELETE": flavors.delete,
+    },
+    "/flavors/{flavor_id}/os-extra_specs": {"GET": flavors.list_extra_specs},
+    "/os-hypervisors": {"GET": hypervisors.list_hypervisors},
+    "/os-hypervisors/detail": {"GET": hypervisors.list_detail},
+    "/os-hypervisors/statistics": {"GET": [Versioned("2.1", "2.87", hypervisors.statistics)]},
+    "/os-hypervisors/{hypervisor_id}": {"GET": hypervisors.show},
+    "/os-hypervisors/{hypervisor_id}/uptime": {"GET": [Versioned("2.1", "2.87", hypervisors.uptime)]},
+    "/os-hypervisors/{hypervisor_id}/search": {"GET": [Versioned("2.1", "2.52", hypervisors.search)]},
+    "/os-hypervisors/{hypervisor_id}/servers": {"GET": [Versioned("2.1", "2.52", hypervisors.servers)]},
+    "/os-availability-zone": {"GET": availability_zones.list_zones},
+    "/os-availability-zone/detail": {"GET": availability_zones.detail},
+    "/os-aggregates": {"GET": aggregates.list_aggregates},
 }
 
 # Version documents: no authentication; /v2.1 still negotiates the microversion (spec 1.3).

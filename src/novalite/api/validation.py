@@ -6,6 +6,8 @@ only picks the schema for a version and turns the first jsonschema error into No
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -20,6 +22,70 @@ BOOLEAN = {
              False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"],
 }
 _TRUE_STRINGS = {"true", "1", "on", "yes"}
+
+
+def _is_printable(char: str) -> bool:
+    """Nova's rule: not "other" (control codes...) and no separator but the horizontal space kind."""
+    category = unicodedata.category(char)
+    return not category.startswith("C") and (not category.startswith("Z") or category == "Zs")
+
+
+# Nova builds these from the Basic Multilingual Plane only, so characters above U+FFFF are refused.
+_BMP = [chr(i) for i in range(0xFFFF)]
+_PRINTABLE = "".join(c for c in _BMP if _is_printable(c))
+_PRINTABLE_WS = "".join(c for c in _BMP if unicodedata.category(c) == "Zs")
+_VALID_NAME = re.compile(
+    f"^(?![{re.escape(_PRINTABLE_WS)}])[{re.escape(_PRINTABLE)}]*(?<![{re.escape(_PRINTABLE_WS)}])$"
+)
+# Nova's parameter_types.valid_description_regex, used as a plain "pattern".
+PRINTABLE_DESCRIPTION_REGEX = f"^[{re.escape(_PRINTABLE)}]*$"
+
+
+class InvalidName(Exception):
+    """A "name" format failure; its message replaces jsonschema's (Nova's exception.InvalidName)."""
+
+
+_FORMAT_CHECKER = jsonschema.FormatChecker()
+
+
+@_FORMAT_CHECKER.checks("name", raises=InvalidName)
+def _check_name(instance: Any) -> bool:
+    if isinstance(instance, str) and _VALID_NAME.search(instance):
+        return True
+    raise InvalidName("An invalid 'name' value was provided. The name must be: printable characters. "
+                      "Can not start or end with whitespace.")
+
+
+# Nova's parameter_types.name: printable, no leading or trailing whitespace.
+NAME = {"type": "string", "minLength": 1, "maxLength": 255, "format": "name"}
+
+
+def _number_from_str(value: Any) -> int | float | None:
+    try:
+        return int(value)
+    except (ValueError, TypeError):
+        try:
+            return float(value)
+        except (ValueError, TypeError):
+            return None
+
+
+def _numeric_bound(keyword: str):
+    """Nova compares digit strings (e.g. "10") with minimum/maximum as numbers; other strings pass."""
+    original = jsonschema.Draft4Validator.VALIDATORS[keyword]
+
+    def check(validator, bound, instance, schema):
+        number = _number_from_str(instance)
+        if number is None:
+            return
+        yield from original(validator, bound, number, schema) or ()
+
+    return check
+
+
+_NovaValidator = jsonschema.validators.extend(
+    jsonschema.Draft4Validator, {"minimum": _numeric_bound("minimum"), "maximum": _numeric_bound("maximum")}
+)
 
 _validators: dict[int, jsonschema.protocols.Validator] = {}
 
@@ -42,7 +108,7 @@ def for_version(versioned: list[tuple[str, str, dict]], version: Version) -> dic
 def _validator(schema: dict) -> jsonschema.protocols.Validator:
     found = _validators.get(id(schema))
     if found is None:
-        found = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+        found = _NovaValidator(schema, format_checker=_FORMAT_CHECKER)
         _validators[id(schema)] = found
     return found
 
@@ -52,6 +118,8 @@ def _validate(schema: dict, instance: Any, *, is_body: bool) -> None:
     try:
         _validator(schema).validate(instance)
     except jsonschema.ValidationError as error:
+        if isinstance(error.cause, InvalidName):
+            raise BadRequest(str(error.cause)) from None
         if not error.path:
             raise BadRequest(error.message) from None
         # A body error names its innermost field; a query error the parameter, the first path

@@ -12,12 +12,13 @@ import uuid as uuidlib
 
 from sqlalchemy import Connection, DateTime, Row, bindparam, case, false, func, insert, select, update
 
-from novalite.db.models import Instance, Migration, Service
+from novalite.db.models import ComputeNode, Instance, Migration, Service
 from novalite.timeutils import utcnow
 
 services = Service.__table__
 instances = Instance.__table__
 migrations = Migration.__table__
+compute_nodes = ComputeNode.__table__
 
 # Migration statuses that are no longer in progress (nova.db.main.api).
 FINISHED_MIGRATION_STATUSES = ("confirmed", "reverted", "error", "failed", "completed", "cancelled", "done")
@@ -126,12 +127,21 @@ def service_heartbeat(conn: Connection, service_uuid: str) -> bool:
     return conn.execute(_heartbeat, {"b_uuid": service_uuid, "now": utcnow()}).rowcount == 1
 
 
-def service_destroy(conn: Connection, service_id: int) -> None:
+def service_destroy(conn: Connection, service_id: int, compute_host: str | None = None) -> None:
+    """Soft-delete a service; for a compute (``compute_host``), its host's hypervisor records too, as Nova."""
     now = utcnow()
     conn.execute(
         update(services)
         .where(services.c.id == service_id, services.c.deleted == 0)
         .values(deleted=services.c.id, deleted_at=now)
+    )
+    if compute_host is None:
+        return
+    conn.execute(
+        update(compute_nodes)
+        .where((compute_nodes.c.service_id == service_id) | (compute_nodes.c.host == compute_host),
+               compute_nodes.c.deleted == 0)
+        .values(deleted=compute_nodes.c.id, deleted_at=now)
     )
 
 

@@ -173,7 +173,7 @@ class Services:
                         "Unable to delete compute service that has in-progress migrations. "
                         "Complete the migrations or delete the instances first."
                     )
-            db.service_destroy(conn, row.id)
+            db.service_destroy(conn, row.id, compute_host=row.host if row.binary == COMPUTE else None)
 
     # -- the agents' side: register and heartbeat --------------------------------------------------
 

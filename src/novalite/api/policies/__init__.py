@@ -2,7 +2,7 @@
 
 from oslo_policy import policy
 
-from novalite.api.policies import services
+from novalite.api.policies import aggregates, availability_zones, flavors, hypervisors, services
 
 RULE_ADMIN_API = "rule:admin_api"
 
@@ -11,8 +11,13 @@ base_rules = [
         "context_is_admin", "role:admin", "Decides what is required for the 'is_admin:True' check"
     ),
     policy.RuleDefault("admin_api", "is_admin:True", "Default rule for most Admin APIs."),
+    policy.RuleDefault("project_reader_api", "role:reader and project_id:%(project_id)s",
+                       "Default rule for Project level read only APIs."),
+    policy.RuleDefault("project_reader_or_admin", "rule:project_reader_api or rule:context_is_admin",
+                       "Default rule for Project reader or admin APIs."),
 ]
 
 
 def list_rules() -> list:
-    return [*base_rules, *services.rules]
+    return [*base_rules, *services.rules, *flavors.rules,
+            *hypervisors.rules, *availability_zones.rules, *aggregates.rules]
