@@ -81,6 +81,10 @@ def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
         assert rows["compute1"]["Forced Down"] is True and rows["compute1"]["State"] == "down"
         assert rows["compute2"]["Forced Down"] is False and rows["compute2"]["State"] == "up"
 
+        # Nova's classic flavors are there from the start.
+        flavors = json.loads(_openstack(data_dir, "flavor", "list", "-f", "json"))
+        assert {f["Name"] for f in flavors} >= {"m1.tiny", "m1.small", "m1.medium", "m1.large", "m1.xlarge"}
+
         # One more host joins the running stack.
         joined = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "compute", "--host", "compute9",
                                    "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL,

@@ -41,11 +41,16 @@ MAX_VERSION = Version(2, 104)
 # The microversions at which something novalite serves changes (Nova's rest_api_version_history).
 HISTORY: dict[Version, str] = {
     Version(2, 11): "os-services: forced_down in the list and the force-down action",
-    Version(2, 53): "os-services: UUID ids, PUT /os-services/{service_id}; legacy actions removed",
+    Version(2, 28): "os-hypervisors: cpu_info is an object, not JSON text",
+    Version(2, 33): "os-hypervisors: limit/marker paging",
+    Version(2, 53): "os-services, os-hypervisors: UUID ids, PUT /os-services/{service_id} (legacy actions "
+                    "removed), hypervisor_hostname_pattern and with_servers (search and servers routes removed)",
     Version(2, 55): "flavors: description, PUT /flavors/{flavor_id}",
     Version(2, 61): "flavors: extra_specs in flavor bodies (policy permitting)",
     Version(2, 69): "os-services: partial records for services of down cells",
-    Version(2, 75): "os-services, flavors: unknown query parameters are rejected; flavor swap 0, not \"\"",
+    Version(2, 75): "os-services, flavors, os-hypervisors: unknown query parameters are rejected; flavor swap 0, "
+                    "not \"\"; hypervisor servers always present when asked for",
+    Version(2, 88): "os-hypervisors: statistics fields, /statistics and /uptime removed; uptime in detail",
 }
 
 

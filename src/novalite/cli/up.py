@@ -85,6 +85,17 @@ def write_clouds_yaml(paths: StackPaths, *, port: int, auth_strategy: str) -> No
         yaml.safe_dump(clouds, out, default_flow_style=False)
 
 
+def seed_flavors(database_url: str) -> None:
+    """Nova's classic m1.* flavors, so a new stack can boot servers; flavors an admin set are kept."""
+    from novalite.domain.flavors import ensure_default_flavors
+
+    engine = db_engine.make_engine(database_url)
+    try:
+        ensure_default_flavors(engine)
+    finally:
+        engine.dispose()
+
+
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
     log = log_path.open("ab")
     return subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args], stdout=log, stderr=log)
@@ -131,6 +142,7 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
     if auth_strategy == "keystone" and not settings.keystone_authtoken:
         raise SystemExit(f"--auth-strategy keystone needs a [keystone_authtoken] section in {paths.config}")
     db_engine.sync(settings.database.connection)
+    seed_flavors(settings.database.connection)
     if auth_strategy != "keystone":
         write_clouds_yaml(paths, port=port, auth_strategy=auth_strategy)
 

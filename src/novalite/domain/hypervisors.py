@@ -20,8 +20,6 @@ from novalite.exceptions import BadRequest, NotFound, NovaError
 
 # Nova's [DEFAULT]instance_name_template default: a server's name on its hypervisor ("instance-0000002a").
 INSTANCE_NAME_TEMPLATE = "instance-%08x"
-# Nova's [api]max_limit default: the largest page a paged listing returns.
-MAX_LIMIT = 1000
 
 
 class FeatureNotSupported(NovaError):

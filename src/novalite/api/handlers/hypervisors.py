@@ -14,15 +14,14 @@ Nova's order in each request: query validation, (paging parameters,) policy, id 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode, urlsplit
 
+from novalite.api.links import collection_links
 from novalite.api.microversion import v
 from novalite.api.policies import hypervisors as policies
 from novalite.api.schemas import hypervisors as schemas
 from novalite.api.validation import for_version, to_bool, validate_query
 from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain.hypervisors import (
-    MAX_LIMIT,
     Hypervisors,
     HypervisorState,
     is_uuid_like,
@@ -85,39 +84,18 @@ def hypervisor_view(state: HypervisorState, req: ApiRequest, *, detail: bool, wi
     return view
 
 
-def _application_url(req: ApiRequest) -> str:
-    """Nova's request.application_url (…/v2.1) with [api]compute_link_prefix applied."""
-    parts = urlsplit(req.url)
-    prefix = req.app.settings.api.compute_link_prefix
-    if not prefix:
-        return f"{parts.scheme}://{parts.netloc}/v2.1"
-    custom = urlsplit(prefix)
-    return f"{custom.scheme}://{custom.netloc}{custom.path}/v2.1".rstrip("/")
-
-
 def _collection_links(req: ApiRequest, views: list[dict], detail: bool) -> list[dict]:
-    """Nova's "next" link: when the page is full (the asked limit, or max_limit)."""
-    query = req.query or {}
-    asked = _last(query, "limit")
-    max_items = min(int(asked) if asked is not None else MAX_LIMIT, MAX_LIMIT)
-    if not max_items or max_items != len(views):
-        return []
-    params = dict(sorted((name, value) for name, values in query.items() for value in values))
-    params["marker"] = str(views[-1]["id"])
-    project_id = req.context.project_id if req.context else None
-    path = [_application_url(req).rstrip("/")]
-    if project_id and project_id in req.url:
-        path.append(project_id)
-    path.append(f"{COLLECTION}/detail" if detail else COLLECTION)
-    return [{"rel": "next", "href": f"{'/'.join(path)}?{urlencode(params)}"}]
+    last_id = str(views[-1]["id"]) if views else None
+    return collection_links(req, req.query or {}, f"{COLLECTION}/detail" if detail else COLLECTION,
+                            last_id, len(views))
 
 
 # -- list and detail --------------------------------------------------------------------------------
 
-def _limit_and_marker(query: dict[str, list[str]]) -> tuple[int, str | None]:
+def _limit_and_marker(req: ApiRequest, query: dict[str, list[str]]) -> tuple[int, str | None]:
     """Nova's common.get_limit_and_marker: limit capped at max_limit, the last value of each wins."""
-    asked = _last(query, "limit")
-    limit = MAX_LIMIT if asked is None else min(MAX_LIMIT, parse_integer(asked))
+    asked, max_limit = _last(query, "limit"), req.app.settings.api.max_limit
+    limit = max_limit if asked is None else min(max_limit, parse_integer(asked))
     return limit, _last(query, "marker")
 
 
@@ -125,7 +103,7 @@ def _list(req: ApiRequest, *, detail: bool) -> Reply:
     query = validate_query(for_version(schemas.index_query, req.version), req.query)
     limit, marker, paged = None, None, req.version >= V2_33
     if paged:
-        limit, marker = _limit_and_marker(query)
+        limit, marker = _limit_and_marker(req, query)
     _authorize(req, policies.LIST_DETAIL if detail else policies.LIST)
     pattern, with_servers = None, False
     if req.version >= V2_53:
