@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from novalite.uuidutils import is_uuid_like
+
 if TYPE_CHECKING:
     from keystoneauth1 import adapter as ks_adapter
 
@@ -82,14 +84,6 @@ def fault_message(response: Any) -> str:
         if "message" in body:
             return str(body["message"])
     return response.reason or f"HTTP {response.status_code}"
-
-
-def is_uuid_like(value: str) -> bool:
-    """Whether a HOST_OR_ID argument names a service by UUID (oslo's rule, dashes optional)."""
-    text = value.lower()
-    if text.startswith("urn:uuid:"):
-        text = text[len("urn:uuid:"):]
-    return re.fullmatch(r"\{?[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}\}?", text) is not None
 
 
 class ComputeClient:

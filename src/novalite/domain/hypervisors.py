@@ -8,7 +8,6 @@ of listings and is a 404 when asked for, as in Nova. Errors carry Nova's status 
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, Row
@@ -17,6 +16,7 @@ from novalite.config import Settings
 from novalite.db import compute_nodes as db
 from novalite.domain.liveness import UpWindow
 from novalite.exceptions import BadRequest, NotFound, NovaError
+from novalite.uuidutils import is_uuid_like
 
 # Nova's [DEFAULT]instance_name_template default: a server's name on its hypervisor ("instance-0000002a").
 INSTANCE_NAME_TEMPLATE = "instance-%08x"
@@ -74,18 +74,6 @@ def not_found(hypervisor_id: str) -> NotFound:
 
 def no_match(pattern: str) -> NotFound:
     return NotFound(f"No hypervisor matching '{pattern}' could be found.")
-
-
-def is_uuid_like(value: str) -> bool:
-    """oslo.utils' is_uuid_like: any form uuid.UUID accepts whose hex matches the text's."""
-    text = value.lower()
-    if text.startswith("urn:uuid:"):
-        text = text[len("urn:uuid:"):]
-    text = text.strip("{}").replace("-", "")
-    try:
-        return uuidlib.UUID(value).hex == text
-    except (TypeError, ValueError, AttributeError):
-        return False
 
 
 def parse_integer(value: str) -> int | None:

@@ -24,11 +24,11 @@ from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain.hypervisors import (
     Hypervisors,
     HypervisorState,
-    is_uuid_like,
     not_found,
     parse_integer,
 )
 from novalite.exceptions import BadRequest
+from novalite.uuidutils import is_uuid_like
 
 V2_28, V2_33, V2_53, V2_75, V2_87, V2_88 = v("2.28"), v("2.33"), v("2.53"), v("2.75"), v("2.87"), v("2.88")
 COLLECTION = "os-hypervisors"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid as uuidlib
-
 from novalite.api.microversion import v
 from novalite.api.policies import services as policies
 from novalite.api.schemas import services as schemas
@@ -12,6 +10,7 @@ from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain.services import ServiceState
 from novalite.exceptions import BadRequest, NotFound
 from novalite.timeutils import isotime
+from novalite.uuidutils import is_uuid_like
 
 V2_11, V2_53 = v("2.11"), v("2.53")
 
@@ -35,18 +34,6 @@ def service_view(state: ServiceState, req: ApiRequest) -> dict:
     if req.version >= V2_11:
         view["forced_down"] = state.forced_down
     return view
-
-
-def is_uuid_like(value: str) -> bool:
-    """oslo.utils' rule: hex with or without dashes, braces or a urn:uuid: prefix, any case."""
-    text = value.lower()
-    if text.startswith("urn:uuid:"):
-        text = text[len("urn:uuid:"):]
-    text = text.strip("{}").replace("-", "")
-    try:
-        return uuidlib.UUID(value).hex == text
-    except (TypeError, ValueError, AttributeError):
-        return False
 
 
 def list_services(req: ApiRequest) -> Reply:
