@@ -66,3 +66,10 @@ def make_stack(tmp_path, sqlite_url):
     yield make
     for stack in stacks:
         stack.close()
+
+
+@pytest.fixture
+def sdk_env(monkeypatch):
+    """No OS_* variable of the caller's shell leaks into an openstacksdk connection under test."""
+    for key in [k for k in os.environ if k.startswith("OS_")]:
+        monkeypatch.delenv(key)

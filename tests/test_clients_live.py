@@ -10,7 +10,6 @@ clean slate (``clean_services``); tests that stop or delete agents start their o
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 
@@ -239,12 +238,6 @@ def test_openstack_with_the_clouds_yaml_novalite_up_writes(clean_services):
 
 
 # -- openstacksdk, clients.md section 3 -----------------------------------------------------------------
-
-@pytest.fixture
-def sdk_env(monkeypatch):
-    for key in [k for k in os.environ if k.startswith("OS_")]:
-        monkeypatch.delenv(key)
-
 
 @pytest.mark.parametrize("version", ["2.11", "2.53", None], ids=["2.11", "2.53", "negotiated"])
 def test_openstacksdk_force_down_enable_disable_and_filtered_list(clean_services, sdk_env, version):

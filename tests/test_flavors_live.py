@@ -178,14 +178,6 @@ def test_nova_flavor_create_auto_id_and_duplicate_name(stack):
 
 # -- openstacksdk ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def sdk_env(monkeypatch):
-    import os
-
-    for key in [k for k in os.environ if k.startswith("OS_")]:
-        monkeypatch.delenv(key)
-
-
 @pytest.mark.parametrize("version", ["2.1", "2.61", None], ids=["2.1", "2.61", "negotiated"])
 def test_openstacksdk_create_list_find_delete(stack, sdk_env, version):
     kwargs = {"compute_api_version": version} if version else {}
