@@ -73,6 +73,15 @@ class ComputeOpts:
 
 
 @dataclass
+class SchedulerOpts:
+    # How many times one placement reads the nodes afresh when every candidate it picked was filled
+    # by concurrent claims between its read and its claim. Each lost attempt means other placements
+    # succeeded, so this bounds only starvation. novalite's own option; placement hard-codes 10
+    # retries for its equivalent (a resource-provider generation conflict).
+    claim_attempts: int = 10
+
+
+@dataclass
 class DatabaseOpts:
     connection: str = "sqlite:///novalite.sqlite"
 
@@ -89,6 +98,7 @@ class Settings:
     api: ApiOpts = field(default_factory=ApiOpts)
     agent: AgentOpts = field(default_factory=AgentOpts)
     compute: ComputeOpts = field(default_factory=ComputeOpts)
+    scheduler: SchedulerOpts = field(default_factory=SchedulerOpts)
     database: DatabaseOpts = field(default_factory=DatabaseOpts)
     oslo_policy: PolicyOpts = field(default_factory=PolicyOpts)
     # Passed unchanged to keystonemiddleware's auth_token (auth_url, www_authenticate_uri, …).
@@ -121,6 +131,8 @@ class Settings:
         if self.api.auth_strategy == "token" and not self.api.admin_token_file:
             raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
         self._validate_compute()
+        if self.scheduler.claim_attempts < 1:
+            raise ValueError("[scheduler] claim_attempts must be at least 1")
         if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
             LOG.warning(
                 "service_down_time (%s) is not greater than report_interval (%s); using %s",

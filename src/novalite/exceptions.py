@@ -54,3 +54,11 @@ class ServiceUnavailable(NovaError):
 class PolicyNotAuthorized(Forbidden):
     def __init__(self, action: str):
         super().__init__(f"Policy doesn't allow {action} to be performed.")
+
+
+class NoValidHost(NovaError):
+    """The scheduler found nowhere to put a server (Nova's NoValidHost; a 500 with Nova's message)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"No valid host was found. {reason}")
+        self.reason = reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -93,6 +93,35 @@ class ComputeNode(SoftDelete, Base):
     cpu_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
     ram_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
     disk_allocation_ratio: Mapped[float] = mapped_column(Float, nullable=False, default=1.0)
+    # Changes with every claim and release on this node (placement's resource-provider generation).
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # What the host keeps for itself, as its agent reports it (Nova's options of these names).
+    reserved_host_cpus: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    reserved_host_memory_mb: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    reserved_host_disk_mb: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+
+
+class Allocation(Base):
+    """What the scheduler claimed for one consumer (an instance) on one node (placement's allocations).
+
+    During an evacuation the instance holds two: the source's, kept until the source host cleans up,
+    and the destination's.
+    """
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        UniqueConstraint("consumer_uuid", "compute_node_id", name="uniq_allocations0consumer_uuid0compute_node_id"),
+        Index("allocations_compute_node_id_idx", "compute_node_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer_uuid: Mapped[str] = mapped_column(String(36), nullable=False)
+    compute_node_id: Mapped[int] = mapped_column(ForeignKey("compute_nodes.id"), nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    disk_gb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Flavor(Base):
