@@ -67,9 +67,21 @@ def test_agent_reports_its_node_at_start_and_then_periodically(make_stack, tmp_p
     assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used, node.running_vms) == (0, 512, 0, 0)
     assert node.disk_available_least == 200
     assert json.loads(node.cpu_info)["topology"]["sockets"] == 8
+    # What the scheduler needs: the host's reserved amounts and its allocation ratios (Nova's defaults).
+    assert (node.reserved_host_cpus, node.reserved_host_memory_mb, node.reserved_host_disk_mb) == (0, 512, 0)
+    assert (node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio) == (4.0, 1.0, 1.0)
     first = node.updated_at
     wait_until(lambda: node_of(stack, "compute1").updated_at not in (None, first), timeout=5,
                what="a second report after update_resources_interval")
+
+
+def test_allocation_ratios_come_from_the_hosts_configuration(make_stack, tmp_path):
+    options = compute_options(tmp_path / "state")
+    options["compute"].update(cpu_allocation_ratio="16.0", ram_allocation_ratio="1.5", disk_allocation_ratio="0.9")
+    stack = make_stack(extra_config=options, **FAST)
+    stack.start_compute("compute1")
+    node = wait_until(lambda: node_of(stack, "compute1"), timeout=15, what="compute1's hypervisor record")
+    assert (node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio) == (16.0, 1.5, 0.9)
 
 
 def test_a_restarted_agent_keeps_its_guests_and_reports_them(make_stack, tmp_path):

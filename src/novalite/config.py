@@ -67,6 +67,10 @@ class ComputeOpts:
     # Host memory and disk kept for the host itself, counted as used (Nova's options of these names).
     reserved_host_memory_mb: int = 512
     reserved_host_disk_mb: int = 0
+    # How far the scheduler may overcommit this host (Nova's initial_*_allocation_ratio defaults).
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
     # Seconds a simulated guest takes to boot (spawn, power_on) and to stop (power_off, destroy).
     spawn_time: float = 0.0
     stop_time: float = 0.0
@@ -142,6 +146,9 @@ class Settings:
             )
 
     def _validate_compute(self) -> None:
+        for ratio in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
+            if getattr(self.compute, ratio) <= 0:
+                raise ValueError(f"[compute] {ratio} must be greater than 0")
         if self.DEFAULT.update_resources_interval <= 0:
             raise ValueError("[DEFAULT] update_resources_interval must be greater than 0")
         c = self.compute

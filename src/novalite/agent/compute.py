@@ -41,6 +41,8 @@ class AgentConfig:
     compute_driver: str = "simulated"
     # The driver's keyword arguments (for the simulated one: state_dir, capacity, spawn and stop times).
     driver_options: dict = field(default_factory=dict)
+    # {cpu,ram,disk}_allocation_ratio reported with every node ([compute] options).
+    allocation_ratios: dict = field(default_factory=dict)
 
 
 class AgentApi:
@@ -143,7 +145,8 @@ class ComputeAgent:
         # As Nova's Service.start: the service record first, then the driver, then the periodic work.
         await self.driver.init_host(self.config.host)
         self.reporter = ResourceReporter(self.driver, self.api, self.service["id"],
-                                         self.config.update_resources_interval, host=self.config.host)
+                                         self.config.update_resources_interval, host=self.config.host,
+                                         allocation_ratios=self.config.allocation_ratios)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.heartbeat_forever())
             tasks.create_task(self.reporter.report_forever(self._stop.is_set))

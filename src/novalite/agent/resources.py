@@ -27,17 +27,22 @@ class NodeReportApi(Protocol):
         """True if recorded; False if the service record is gone."""
 
 
-def node_report(resources: HostResources) -> dict:
-    """The body of PUT .../nodes/{nodename} (the agent interface's NODE_REPORT): the node's name is in the URL."""
+def node_report(resources: HostResources, allocation_ratios: dict[str, float] | None = None) -> dict:
+    """The body of PUT .../nodes/{nodename} (the agent interface's NODE_REPORT): the node's name is in the URL.
+
+    ``allocation_ratios`` ({cpu,ram,disk}_allocation_ratio) are the host's configuration, not the driver's.
+    """
     body = dataclasses.asdict(resources)
     del body["hypervisor_hostname"]
+    body.update(allocation_ratios or {})
     return body
 
 
 class ResourceReporter:
     def __init__(self, driver: ComputeDriver, api: NodeReportApi, service_uuid: str, interval: float,
-                 host: str = ""):
+                 host: str = "", allocation_ratios: dict[str, float] | None = None):
         self.driver = driver
+        self.allocation_ratios = allocation_ratios or {}
         self.api = api
         self.service_uuid = service_uuid
         self.interval = interval
@@ -55,7 +60,7 @@ class ResourceReporter:
         for nodename in self.driver.get_available_nodes():
             resources = await self.driver.get_available_resource(nodename)
             recorded = await asyncio.to_thread(self.api.report_node, self.service_uuid, nodename,
-                                               node_report(resources))
+                                               node_report(resources, self.allocation_ratios))
             if not recorded:
                 LOG.error("cannot report node %s: the services table record for %s is gone", nodename, self.host)
                 return

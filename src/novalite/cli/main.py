@@ -66,6 +66,9 @@ def cmd_compute(args: argparse.Namespace) -> int:
         update_resources_interval=settings.DEFAULT.update_resources_interval,
         compute_driver=compute.compute_driver,
         driver_options=_driver_options(settings, args.host, args.config_file),
+        allocation_ratios={"cpu_allocation_ratio": compute.cpu_allocation_ratio,
+                           "ram_allocation_ratio": compute.ram_allocation_ratio,
+                           "disk_allocation_ratio": compute.disk_allocation_ratio},
     ))
     return 0
 

@@ -59,6 +59,10 @@ class HostResources:
     disk_available_least: int | None = None
     host_ip: str | None = None
     cpu_info: dict = field(default_factory=dict)
+    # What the host keeps for itself (Nova's reserved_host_* options); the scheduler subtracts it.
+    reserved_host_cpus: int = 0
+    reserved_host_memory_mb: int = 0
+    reserved_host_disk_mb: int = 0
 
 
 class GuestNotFound(Exception):

@@ -249,4 +249,6 @@ class SimulatedDriver(ComputeDriver):
             disk_available_least=self.local_gb - local_gb_used,
             cpu_info={"arch": "x86_64", "model": "Nehalem", "vendor": "Intel", "features": [],
                       "topology": {"sockets": self.vcpus, "cores": 1, "threads": 1}},
+            reserved_host_memory_mb=self.reserved_host_memory_mb,
+            reserved_host_disk_mb=self.reserved_host_disk_mb,
         )

@@ -46,6 +46,7 @@ def heartbeat(req: ApiRequest) -> Reply:
 
 
 _COUNT = {"type": "integer", "minimum": 0}
+_RATIO = {"type": "number", "minimum": 0, "exclusiveMinimum": True}
 NODE_REPORT = {
     "type": "object",
     "properties": {
@@ -57,6 +58,8 @@ NODE_REPORT = {
         "vcpus_used": _COUNT, "memory_mb_used": _COUNT, "local_gb_used": _COUNT,
         "running_vms": _COUNT,
         "disk_available_least": {"type": ["integer", "null"]},
+        "reserved_host_cpus": _COUNT, "reserved_host_memory_mb": _COUNT, "reserved_host_disk_mb": _COUNT,
+        "cpu_allocation_ratio": _RATIO, "ram_allocation_ratio": _RATIO, "disk_allocation_ratio": _RATIO,
     },
     "required": ["hypervisor_type", "hypervisor_version", "vcpus", "memory_mb", "local_gb",
                  "vcpus_used", "memory_mb_used", "local_gb_used", "running_vms"],
