@@ -59,7 +59,7 @@ class AgentApi:
             json={"host": host, "binary": BINARY, "version": SERVICE_VERSION},
             timeout=REQUEST_TIMEOUT,
         )
-        resp.raise_for_status()
+        _raise_with_message(resp)
         return resp.json()["service"]
 
     def heartbeat(self, service_uuid: str) -> bool:
@@ -67,7 +67,7 @@ class AgentApi:
         resp = self.session.put(f"{self.base}/services/{service_uuid}/heartbeat", timeout=REQUEST_TIMEOUT)
         if resp.status_code == 404:
             return False
-        resp.raise_for_status()
+        _raise_with_message(resp)
         return True
 
     def report_node(self, service_uuid: str, nodename: str, report: dict) -> bool:
@@ -76,8 +76,19 @@ class AgentApi:
                                 timeout=REQUEST_TIMEOUT)
         if resp.status_code == 404:
             return False
-        resp.raise_for_status()
+        _raise_with_message(resp)
         return True
+
+
+def _raise_with_message(resp: requests.Response) -> None:
+    """raise_for_status, with the control plane's fault message in the error (for the agent's log)."""
+    if resp.status_code < 400:
+        return
+    try:
+        fault = next(iter(resp.json().values()))["message"]
+    except (ValueError, StopIteration, KeyError, TypeError, AttributeError):
+        fault = resp.text[:200]
+    raise requests.HTTPError(f"{resp.status_code} from {resp.url}: {fault}", response=resp)
 
 
 class ComputeAgent:

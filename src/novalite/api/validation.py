@@ -105,18 +105,18 @@ def for_version(versioned: list[tuple[str, str, dict]], version: Version) -> dic
     raise LookupError(f"no schema for {version}")
 
 
-def _validator(schema: dict) -> jsonschema.protocols.Validator:
+def _validator(schema: dict, cls: type = _NovaValidator) -> jsonschema.protocols.Validator:
     found = _validators.get(id(schema))
     if found is None:
-        found = _NovaValidator(schema, format_checker=_FORMAT_CHECKER)
+        found = cls(schema, format_checker=_FORMAT_CHECKER)
         _validators[id(schema)] = found
     return found
 
 
-def _validate(schema: dict, instance: Any, *, is_body: bool) -> None:
+def _validate(schema: dict, instance: Any, *, is_body: bool, cls: type = _NovaValidator) -> None:
     """Nova's _SchemaValidator: the first error, named by its field (body) or parameter (query)."""
     try:
-        _validator(schema).validate(instance)
+        _validator(schema, cls).validate(instance)
     except jsonschema.ValidationError as error:
         if isinstance(error.cause, InvalidName):
             raise BadRequest(str(error.cause)) from None
@@ -133,6 +133,12 @@ def _validate(schema: dict, instance: Any, *, is_body: bool) -> None:
 
 def validate_body(schema: dict, body: Any) -> None:
     _validate(schema, body, is_body=True)
+
+
+def validate_internal_body(schema: dict, body: Any) -> None:
+    """For novalite's own interfaces (/agent/v1): plain Draft 4, without Nova's numeric quirk
+    (Nova compares minimum/maximum against int(value), so 0.9 counts as 0)."""
+    _validate(schema, body, is_body=True, cls=jsonschema.Draft4Validator)
 
 
 def validate_query(schema: dict, params: dict[str, list[str]] | None) -> dict[str, list[str]]:

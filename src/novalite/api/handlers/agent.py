@@ -15,7 +15,7 @@ import jsonschema
 
 from novalite.api.handlers.services import service_view
 from novalite.api.microversion import MAX_VERSION
-from novalite.api.validation import validate_body
+from novalite.api.validation import validate_internal_body
 from novalite.api.wsgi import ApiRequest, Reply
 
 REGISTER = {
@@ -33,7 +33,7 @@ jsonschema.Draft4Validator.check_schema(REGISTER)
 
 def register(req: ApiRequest) -> Reply:
     req.app.agent_auth.check(req.headers)
-    validate_body(REGISTER, req.body)
+    validate_internal_body(REGISTER, req.body)
     state = req.app.services.register(req.body["host"], req.body["binary"], req.body["version"])
     req.version = MAX_VERSION  # the agent learns its UUID and every flag
     return Reply(200, {"service": service_view(state, req)})
@@ -70,7 +70,7 @@ jsonschema.Draft4Validator.check_schema(NODE_REPORT)
 
 def report_node(req: ApiRequest) -> Reply:
     req.app.agent_auth.check(req.headers)
-    validate_body(NODE_REPORT, req.body)
+    validate_internal_body(NODE_REPORT, req.body)
     values = dict(req.body)
     values["cpu_info"] = json.dumps(values.get("cpu_info", {}))
     row = req.app.services.report_node(req.params["service_uuid"], req.params["nodename"], values)
