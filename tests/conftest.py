@@ -11,6 +11,7 @@ from tests.stack import Stack
 
 # Not NOVALITE_*: that prefix is novalite's own configuration, and unknown names there are errors.
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 
 
 def _postgres_database() -> str:
@@ -35,15 +36,40 @@ def _drop_postgres_database(url: str) -> None:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def _mariadb_database() -> str:
+    """A fresh, empty MariaDB database for one test; fails loudly if the server is down."""
+    import sqlalchemy as sa
+
+    name = f"novalite_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    admin.dispose()
+    return MARIADB_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_mariadb_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    name = url.rsplit("/", 1)[1]
+    admin = sa.create_engine(MARIADB_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        pytest.param("mariadb", marks=pytest.mark.mariadb)])
 def database_url(request, tmp_path):
-    """An empty database URL on each backend (SQLite in WAL mode, PostgreSQL on 127.0.0.1)."""
+    """An empty database URL on each backend (SQLite in WAL mode, PostgreSQL and MariaDB on 127.0.0.1)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'novalite.sqlite'}"
         return
-    url = _postgres_database()
+    create, drop = ((_postgres_database, _drop_postgres_database) if request.param == "postgresql"
+                    else (_mariadb_database, _drop_mariadb_database))
+    url = create()
     yield url
-    _drop_postgres_database(url)
+    drop(url)
 
 
 @pytest.fixture

@@ -9,3 +9,9 @@ fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 # curl sends the seed's request in tests/test_seed_curl.py.
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+if ! mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
+  echo "starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  for _ in $(seq 1 50); do mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+mysqladmin -h 127.0.0.1 -uroot ping || { echo "MariaDB is not reachable on 127.0.0.1:3306" >&2; exit 1; }

@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Microsecond timestamps on every backend: MySQL/MariaDB's DATETIME keeps whole seconds unless told
+# otherwise, and heartbeat times and updated_at must not lose their fraction there.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -13,9 +18,9 @@ class Base(DeclarativeBase):
 
 
 class SoftDelete:
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     # 0 while live; the row's id once soft-deleted, so unique keys can repeat after a delete.
     deleted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
@@ -33,7 +38,7 @@ class Service(SoftDelete, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     forced_down: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    last_seen_up: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_seen_up: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
@@ -120,8 +125,8 @@ class Allocation(Base):
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     memory_mb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class Flavor(Base):
@@ -141,8 +146,8 @@ class Flavor(Base):
     is_public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class FlavorExtraSpec(Base):
@@ -153,8 +158,8 @@ class FlavorExtraSpec(Base):
     flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), nullable=False)
     key: Mapped[str] = mapped_column(String(255), nullable=False)
     value: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
 
 
 class FlavorProject(Base):
@@ -166,5 +171,5 @@ class FlavorProject(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), nullable=False)
     project_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
