@@ -8,8 +8,9 @@ ends), ``candidate_node`` (re-read under that lock) and ``allocation_create``.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
+from novalite.db.compute_nodes import COMPUTE_SERVICE_OF_NODE
 from novalite.db.models import Allocation, ComputeNode, Service
 from novalite.timeutils import utcnow
 
@@ -26,11 +27,6 @@ _usage = (
     )
     .group_by(allocations.c.compute_node_id)
     .subquery("usage")
-)
-_compute_service = and_(
-    services.c.host == compute_nodes.c.host,
-    services.c.binary == "nova-compute",
-    services.c.deleted == 0,
 )
 # One statement, so a node's generation, inventory and allocation sums always agree.
 _candidates = (
@@ -53,7 +49,7 @@ _candidates = (
         services.c.created_at.label("service_created_at"),
     )
     .select_from(
-        compute_nodes.outerjoin(services, _compute_service)
+        compute_nodes.outerjoin(services, COMPUTE_SERVICE_OF_NODE)
         .outerjoin(_usage, _usage.c.compute_node_id == compute_nodes.c.id)
     )
     .where(compute_nodes.c.deleted == 0)

@@ -42,7 +42,8 @@ def compute_node_save(conn: Connection, *, service_id: int, host: str, nodename:
 
 _services = Service.__table__
 _instances = Instance.__table__
-_compute_service = and_(
+# How a node meets its host's live nova-compute service (also used by db/allocations.py).
+COMPUTE_SERVICE_OF_NODE = and_(
     _services.c.host == compute_nodes.c.host,
     _services.c.binary == "nova-compute",
     _services.c.deleted == 0,
@@ -58,7 +59,7 @@ _with_service = (
         _services.c.last_seen_up.label("service_last_seen_up"),
         _services.c.created_at.label("service_created_at"),
     )
-    .select_from(compute_nodes.outerjoin(_services, _compute_service))
+    .select_from(compute_nodes.outerjoin(_services, COMPUTE_SERVICE_OF_NODE))
     .where(compute_nodes.c.deleted == 0)
 )
 
@@ -101,7 +102,7 @@ def instances_on_hosts(conn: Connection, hosts: list[str]) -> list[Row]:
 
 def compute_node_statistics(conn: Connection) -> Row:
     """Sums over the nodes of enabled, live nova-compute services (Nova's compute_node_statistics)."""
-    enabled = and_(_compute_service, _services.c.disabled == false())
+    enabled = and_(COMPUTE_SERVICE_OF_NODE, _services.c.disabled == false())
     c = compute_nodes.c
     return conn.execute(
         select(
