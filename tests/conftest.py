@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,48 +16,35 @@ POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://p
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 
 
-def _postgres_database() -> str:
-    """A fresh, empty PostgreSQL database for one test; fails loudly if the server is down."""
+# backend → (admin URL, CREATE statement, DROP statement) for scratch databases.
+SCRATCH_DATABASES = {
+    "postgresql": (POSTGRES_ADMIN_URL, 'CREATE DATABASE "{name}"', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
+    "mariadb": (MARIADB_ADMIN_URL, "CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+                "DROP DATABASE IF EXISTS `{name}`"),
+}
+
+
+def _as_admin(admin_url: str, statement: str) -> None:
     import sqlalchemy as sa
 
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def scratch_database(backend: str) -> Iterator[str]:
+    """A fresh, empty database on a server backend, dropped afterwards; fails loudly if the server is down."""
+    admin_url, create, drop = SCRATCH_DATABASES[backend]
     name = f"novalite_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_postgres_database(url: str) -> None:
-    import sqlalchemy as sa
-
-    name = url.rsplit("/", 1)[1]
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _mariadb_database() -> str:
-    """A fresh, empty MariaDB database for one test; fails loudly if the server is down."""
-    import sqlalchemy as sa
-
-    name = f"novalite_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(MARIADB_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    admin.dispose()
-    return MARIADB_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_mariadb_database(url: str) -> None:
-    import sqlalchemy as sa
-
-    name = url.rsplit("/", 1)[1]
-    admin = sa.create_engine(MARIADB_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
+    _as_admin(admin_url, create.format(name=name))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _as_admin(admin_url, drop.format(name=name))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
@@ -65,11 +54,8 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'novalite.sqlite'}"
         return
-    create, drop = ((_postgres_database, _drop_postgres_database) if request.param == "postgresql"
-                    else (_mariadb_database, _drop_mariadb_database))
-    url = create()
-    yield url
-    drop(url)
+    with scratch_database(request.param) as url:
+        yield url
 
 
 @pytest.fixture
