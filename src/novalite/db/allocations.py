@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
-from novalite.db.compute_nodes import COMPUTE_SERVICE_OF_NODE
+from novalite.db.compute_nodes import COMPUTE_SERVICE_OF_NODE, SERVICE_OF_NODE_COLUMNS
 from novalite.db.models import Allocation, ComputeNode, Service
 from novalite.timeutils import utcnow
 
@@ -41,12 +41,7 @@ _candidates = (
         func.coalesce(_usage.c.vcpus, 0).label("vcpus_allocated"),
         func.coalesce(_usage.c.memory_mb, 0).label("memory_mb_allocated"),
         func.coalesce(_usage.c.disk_gb, 0).label("disk_gb_allocated"),
-        services.c.id.label("service_row_id"),
-        services.c.disabled.label("service_disabled"),
-        services.c.disabled_reason.label("service_disabled_reason"),
-        services.c.forced_down.label("service_forced_down"),
-        services.c.last_seen_up.label("service_last_seen_up"),
-        services.c.created_at.label("service_created_at"),
+        *SERVICE_OF_NODE_COLUMNS,
     )
     .select_from(
         compute_nodes.outerjoin(services, COMPUTE_SERVICE_OF_NODE)

@@ -48,17 +48,17 @@ COMPUTE_SERVICE_OF_NODE = and_(
     _services.c.binary == "nova-compute",
     _services.c.deleted == 0,
 )
+# What a node's readers need of its service: state, status and liveness (also db/allocations.py).
+SERVICE_OF_NODE_COLUMNS = (
+    _services.c.id.label("service_row_id"),
+    _services.c.disabled.label("service_disabled"),
+    _services.c.disabled_reason.label("service_disabled_reason"),
+    _services.c.forced_down.label("service_forced_down"),
+    _services.c.last_seen_up.label("service_last_seen_up"),
+    _services.c.created_at.label("service_created_at"),
+)
 _with_service = (
-    select(
-        compute_nodes,
-        _services.c.id.label("service_row_id"),
-        _services.c.uuid.label("service_uuid"),
-        _services.c.disabled.label("service_disabled"),
-        _services.c.disabled_reason.label("service_disabled_reason"),
-        _services.c.forced_down.label("service_forced_down"),
-        _services.c.last_seen_up.label("service_last_seen_up"),
-        _services.c.created_at.label("service_created_at"),
-    )
+    select(compute_nodes, _services.c.uuid.label("service_uuid"), *SERVICE_OF_NODE_COLUMNS)
     .select_from(compute_nodes.outerjoin(_services, COMPUTE_SERVICE_OF_NODE))
     .where(compute_nodes.c.deleted == 0)
 )
