@@ -71,6 +71,15 @@ def service_get_by_host_and_binary(conn: Connection, host: str, binary: str) -> 
     ).first()
 
 
+def nudge_addresses(conn: Connection, binary: str, hosts=None) -> list[str]:
+    """Where the live ``binary`` services (of ``hosts``, if given) take wake-up datagrams."""
+    query = select(services.c.nudge_address).where(
+        services.c.deleted == 0, services.c.binary == binary, services.c.nudge_address.is_not(None))
+    if hosts is not None:
+        query = query.where(services.c.host.in_(list(hosts)))
+    return [address for (address,) in conn.execute(query)]
+
+
 def host_is_mapped(conn: Connection, host: str) -> bool:
     """A host is mapped once any of its services registered (novalite runs a single cell)."""
     found = conn.execute(
@@ -79,12 +88,14 @@ def host_is_mapped(conn: Connection, host: str) -> bool:
     return found is not None
 
 
-def service_create(conn: Connection, *, host: str, binary: str, topic: str | None, version: int) -> Row:
+def service_create(conn: Connection, *, host: str, binary: str, topic: str | None, version: int,
+                   nudge_address: str | None = None) -> Row:
     now = utcnow()
     conn.execute(
         insert(services).values(
             uuid=str(uuidlib.uuid4()), host=host, binary=binary, topic=topic, version=version,
             report_count=0, disabled=False, forced_down=False, created_at=now, deleted=0,
+            nudge_address=nudge_address,
         )
     )
     return service_get_by_host_and_binary(conn, host, binary)

@@ -40,10 +40,23 @@ class Service(SoftDelete, Base):
     forced_down: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     last_seen_up: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # novalite's own: "host:port" where the service takes wake-up datagrams ("there is work for you"),
+    # given by the agent (nova-compute) or the scheduler when it registers. Nova uses its message bus.
+    nudge_address: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Instance(SoftDelete, Base):
+    """A server, with the columns of Nova's instances table that novalite serves.
+
+    The flavor is copied in at boot (memory_mb, vcpus, root_gb, ephemeral_gb, and the whole flavor as
+    JSON in ``flavor``, Nova's instance_extra.flavor), so a later change of the flavor leaves it alone.
+    """
+
     __tablename__ = "instances"
+    __table_args__ = (
+        Index("instances_project_id_deleted_idx", "project_id", "deleted"),
+        Index("instances_task_state_idx", "task_state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
@@ -53,6 +66,98 @@ class Instance(SoftDelete, Base):
     node: Mapped[str | None] = mapped_column(String(255), nullable=True)
     vm_state: Mapped[str | None] = mapped_column(String(255), nullable=True)
     task_state: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    power_state: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    display_description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    hostname: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    image_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    instance_type_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    root_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ephemeral_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    flavor: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON snapshot of the flavor at boot
+    # The zone the server is in (set when placed) and the one its creator asked for (2.96's pinned zone).
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    requested_availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    launch_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    progress: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    access_ip_v4: Mapped[str | None] = mapped_column(String(39), nullable=True)
+    access_ip_v6: Mapped[str | None] = mapped_column(String(39), nullable=True)
+    config_drive: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    locked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    locked_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The power state the server ends in after an evacuation: "stopped" from 2.95 (spec 6), else None.
+    evacuate_target_state: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # novalite's own, Nova keeps these in the request spec: the host a new server was asked for (2.74
+    # ``host``, or an admin's "zone:host"), and whether it was forced there (filters skipped).
+    requested_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    requested_host_forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+
+
+class InstanceMetadata(SoftDelete, Base):
+    """A server's metadata key/value pairs (Nova's instance_metadata)."""
+
+    __tablename__ = "instance_metadata"
+    __table_args__ = (Index("instance_metadata_instance_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class InstanceFault(SoftDelete, Base):
+    """Why a server went to ERROR (Nova's instance_faults); the newest one is the server's "fault"."""
+
+    __tablename__ = "instance_faults"
+    __table_args__ = (Index("instance_faults_instance_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), nullable=False)
+    code: Mapped[int] = mapped_column(Integer, nullable=False)
+    message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class InstanceAction(SoftDelete, Base):
+    """One user-visible action on a server (Nova's instance_actions): create, stop, evacuate, …"""
+
+    __tablename__ = "instance_actions"
+    __table_args__ = (Index("instance_actions_instance_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(255), nullable=False)
+    instance_uuid: Mapped[str] = mapped_column(String(36), nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    start_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class InstanceActionEvent(SoftDelete, Base):
+    """One step of an action, done by a service (Nova's instance_actions_events)."""
+
+    __tablename__ = "instance_actions_events"
+    __table_args__ = (Index("instance_actions_events_action_id_idx", "action_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("instance_actions.id"), nullable=False)
+    event: Mapped[str] = mapped_column(String(255), nullable=False)
+    start_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Migration(SoftDelete, Base):
@@ -65,8 +170,18 @@ class Migration(SoftDelete, Base):
     source_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
     dest_compute: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     dest_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    status: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dest_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     migration_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    old_instance_type_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_instance_type_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    cross_cell_move: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # novalite's own: the evacuation's host was forced (2.29-2.67 force=true), so the scheduler's filters
+    # are skipped for it (Nova carries this in the request spec).
+    dest_forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
 
 
 class ComputeNode(SoftDelete, Base):

@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from novalite.config import Settings
@@ -48,6 +48,15 @@ from novalite.domain.liveness import UpWindow
 from novalite.exceptions import NoValidHost
 
 LOG = logging.getLogger("novalite.scheduler")
+
+# Called inside the claim's transaction once the allocation is in: records where the consumer goes
+# (the instance's host, the migration's destination) atomically with the claim. False means the
+# work changed meanwhile (deleted, taken by another scheduler): the claim is rolled back.
+OnClaimed = Callable[[Connection, "Selection"], bool]
+
+
+class StaleRequest(Exception):
+    """The work behind a placement changed before it was recorded; nothing was claimed."""
 
 # Nova's reason when filtering leaves no host (FilterScheduler._schedule).
 NOT_ENOUGH_HOSTS = "There are not enough hosts available."
@@ -218,24 +227,24 @@ class Scheduler:
 
     # -- placing ----------------------------------------------------------------------------------
 
-    def select_destination(self, spec: RequestSpec) -> Selection:
+    def select_destination(self, spec: RequestSpec, on_claimed: OnClaimed | None = None) -> Selection:
         """Place a new server: filter, weigh and claim (raises NoValidHost with Nova's message)."""
-        return self._place(spec, moving=False)
+        return self._place(spec, moving=False, on_claimed=on_claimed)
 
-    def move_claim(self, spec: RequestSpec) -> Selection:
+    def move_claim(self, spec: RequestSpec, on_claimed: OnClaimed | None = None) -> Selection:
         """Claim a destination for an evacuation; the consumer's source allocation stays.
 
         Nova keeps both until the source compute restarts and cleans up (spec 6); that cleanup calls
         ``release(consumer_uuid, host=source)``. The source belongs in ``spec.ignore_hosts``; a
         forced destination without room is Nova's "Unable to move instance …" NoValidHost.
         """
-        return self._place(spec, moving=True)
+        return self._place(spec, moving=True, on_claimed=on_claimed)
 
-    def _place(self, spec: RequestSpec, *, moving: bool) -> Selection:
+    def _place(self, spec: RequestSpec, *, moving: bool, on_claimed: OnClaimed | None = None) -> Selection:
         attempts = self.settings.scheduler.claim_attempts
         for attempt in range(1, attempts + 1):
             for state in self._candidates(spec, moving=moving):
-                lost = self.claim(spec, state)
+                lost = self.claim(spec, state, on_claimed)
                 if lost is None:
                     LOG.debug("claimed %s MB RAM, %s vCPUs, %s GB disk for %s on %s (attempt %d)",
                               spec.memory_mb, spec.vcpus, spec.disk_gb, spec.consumer_uuid, state, attempt)
@@ -317,7 +326,7 @@ class Scheduler:
 
     # -- claiming and releasing -------------------------------------------------------------------
 
-    def claim(self, spec: RequestSpec, state: HostState) -> str | None:
+    def claim(self, spec: RequestSpec, state: HostState, on_claimed: OnClaimed | None = None) -> str | None:
         """Claim ``spec`` on the node ``state`` describes, atomically; None if claimed, else why not.
 
         No filters here (they judged ``state``): the capacity rule alone, re-checked on the node's
@@ -341,6 +350,10 @@ class Scheduler:
             except IntegrityError:
                 txn.rollback()
                 return f"{spec.consumer_uuid} already holds an allocation there"
+            if on_claimed is not None and not on_claimed(
+                    conn, Selection(host=state.host, nodename=state.nodename, compute_node_uuid=state.node_uuid)):
+                txn.rollback()
+                raise StaleRequest(spec.consumer_uuid)
         return None
 
     def release(self, consumer_uuid: str, host: str | None = None) -> int:

@@ -177,23 +177,25 @@ class Services:
 
     # -- the agents' side: register and heartbeat --------------------------------------------------
 
-    def register(self, host: str, binary: str, version: int) -> ServiceState:
-        """Load the host's record or create it; forced_down and disabled survive restarts (spec 4.5)."""
-        with self.engine.begin() as conn:
-            row = db.service_get_by_host_and_binary(conn, host, binary)
-            if row is not None:
-                if row.version != version:
-                    row = db.service_update(conn, row.id, version=version)
-                return self.state(row)
-        try:
+    def register(self, host: str, binary: str, version: int, nudge_address: str | None = None) -> ServiceState:
+        """Load the host's record or create it; forced_down and disabled survive restarts (spec 4.5).
+
+        ``nudge_address`` is where the service now takes wake-up datagrams (novalite.nudge).
+        """
+        for _ in range(2):
             with self.engine.begin() as conn:
-                topic = TOPICS.get(binary)
-                row = db.service_create(conn, host=host, binary=binary, topic=topic, version=version)
-                return self.state(row)
-        except IntegrityError:
-            # Another process registered the same host and binary first: use its row.
-            with self.engine.connect() as conn:
-                return self.state(db.service_get_by_host_and_binary(conn, host, binary))
+                row = db.service_get_by_host_and_binary(conn, host, binary)
+                if row is not None:
+                    if row.version != version or row.nudge_address != nudge_address:
+                        row = db.service_update(conn, row.id, version=version, nudge_address=nudge_address)
+                    return self.state(row)
+            try:
+                with self.engine.begin() as conn:
+                    db.service_create(conn, host=host, binary=binary, topic=TOPICS.get(binary), version=version,
+                                      nudge_address=nudge_address)
+            except IntegrityError:
+                pass  # another process registered the same host and binary first: load its row
+        raise RuntimeError(f"cannot register {binary} on {host}")
 
     def report_node(self, service_uuid: str, nodename: str, resources: dict) -> Row:
         """Record the capacity a compute host reports for one of its nodes (its hypervisor record)."""
