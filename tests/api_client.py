@@ -24,11 +24,10 @@ from sqlalchemy import insert, select
 
 from novalite import config
 from novalite.api import auth
-from novalite.api.app import Application, build_falcon_app, create_app, split_vary
+from novalite.api.app import build_falcon_app, create_app, make_application, split_vary
 from novalite.api.policy import Enforcer
 from novalite.db import api as db
 from novalite.db import engine as db_engine
-from novalite.domain.services import Services
 from novalite.timeutils import utcnow
 
 # noauth2 tokens are "user:project"; user "admin" is admin. Project ids are hex, as Nova's URLs need.
@@ -231,11 +230,8 @@ def _keystone_headers_app(settings: config.Settings, base_dir: str):
     """The app as create_app builds it for auth_strategy=keystone, minus keystonemiddleware itself,
     so a test can present the identity headers auth_token would set (X-Identity-Status, X-Roles, …)."""
     engine = db_engine.make_engine(settings.database.connection)
-    app = Application(
-        settings=settings, engine=engine, services=Services(engine, settings),
-        enforcer=Enforcer(settings.oslo_policy, base_dir=base_dir),
-        agent_auth=auth.AgentAuth(auth.read_secret(settings.api.agent_token_file)),
-    )
+    app = make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
+                           auth.AgentAuth(auth.read_secret(settings.api.agent_token_file)))
     return split_vary(build_falcon_app(app))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from novalite.api import faults
-from novalite.api.app import Application, build_falcon_app, split_vary
+from novalite.api.app import build_falcon_app, make_application, split_vary
 from novalite.api.wsgi import ComputeEndpoint, Reply, Versioned
 from novalite.domain.services import Services
 from tests.api_client import ADMIN, OTHER_PROJECT, PROJECT, Api, assert_fault
@@ -207,9 +207,7 @@ def test_bare_404_json_code_is_a_string(api):
 def test_method_not_served_at_the_requested_version_is_a_404_fault_with_version_headers(api):
     # spec 2: a matched route whose method is not available at the version → itemNotFound fault.
     # No os-services route has such a gap, so one is mounted the way routes.py declares them.
-    application = Application(settings=api.settings, engine=api.engine,
-                              services=Services(api.engine, api.settings),
-                              enforcer=None, agent_auth=None)  # type: ignore[arg-type]
+    application = make_application(api.settings, api.engine, enforcer=None, agent_auth=None)
     falcon_app = build_falcon_app(application)
     falcon_app.add_route("/v2.1/os-gap", ComputeEndpoint(application, {
         "GET": [Versioned("2.1", "2.10", lambda req: Reply(200, {"low": True})),

@@ -17,6 +17,8 @@ from novalite.api.policy import Enforcer
 from novalite.api.wsgi import ApiRequest, ComputeEndpoint, PlainEndpoint, set_bare_not_found, set_reply
 from novalite.config import Settings
 from novalite.db.engine import make_engine
+from novalite.domain.host_work import HostWork
+from novalite.domain.servers import Servers
 from novalite.domain.services import Services
 from novalite.exceptions import Unauthorized
 
@@ -30,6 +32,8 @@ class Application:
     settings: Settings
     engine: Engine
     services: Services
+    servers: Servers
+    host_work: HostWork
     enforcer: Enforcer
     agent_auth: auth.AgentAuth
 
@@ -132,17 +136,20 @@ def build_falcon_app(app: Application) -> falcon.App:
     return api
 
 
+def make_application(settings: Settings, engine: Engine, enforcer: Enforcer | None,
+                     agent_auth: auth.AgentAuth | None) -> Application:
+    """The domain objects over ``engine``, for the handlers."""
+    return Application(settings=settings, engine=engine, services=Services(engine, settings),
+                       servers=Servers(engine, settings), host_work=HostWork(engine, settings),
+                       enforcer=enforcer, agent_auth=agent_auth)
+
+
 def create_app(settings: Settings, base_dir: str | None = None):
     """The WSGI application for ``settings`` (keystonemiddleware around it for auth_strategy=keystone)."""
     engine = make_engine(settings.database.connection)
     agent_token = auth.read_secret(settings.api.agent_token_file) if settings.api.agent_token_file else None
-    app = Application(
-        settings=settings,
-        engine=engine,
-        services=Services(engine, settings),
-        enforcer=Enforcer(settings.oslo_policy, base_dir=base_dir),
-        agent_auth=auth.AgentAuth(agent_token),
-    )
+    app = make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
+                           auth.AgentAuth(agent_token))
     wsgi_app: Any = build_falcon_app(app)
     if settings.api.auth_strategy == "keystone":
         from keystonemiddleware import auth_token

@@ -54,4 +54,9 @@ AGENT_ROUTES = {
     "/agent/v1/services": {"POST": agent.register},
     "/agent/v1/services/{service_uuid}/heartbeat": {"PUT": agent.heartbeat},
     "/agent/v1/services/{service_uuid}/nodes/{nodename}": {"PUT": agent.report_node},
+    "/agent/v1/services/{service_uuid}/work": {"GET": agent.work},
+    "/agent/v1/services/{service_uuid}/results": {"POST": agent.results},
+    "/agent/v1/services/{service_uuid}/evacuations": {"GET": agent.evacuations},
+    "/agent/v1/services/{service_uuid}/evacuations/cleaned": {"POST": agent.evacuations_cleaned},
+    "/agent/v1/services/{service_uuid}/reap": {"POST": agent.reap},
 }

@@ -77,6 +77,11 @@ class Services:
             up=self._window().is_up(row.forced_down, row.last_seen_up, row.created_at),
         )
 
+    def get_by_uuid(self, service_uuid: str) -> ServiceState | None:
+        with self.engine.connect() as conn:
+            row = db.service_get_by_uuid(conn, service_uuid)
+        return None if row is None else self.state(row)
+
     def list(self, host: str | None = None, binary: str | None = None) -> list[ServiceState]:
         """Every live service, filtered by exact host and binary (an empty filter is no filter)."""
         window = self._window()

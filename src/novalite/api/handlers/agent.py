@@ -1,10 +1,19 @@
 """The compute agents' internal interface (/agent/v1), authenticated by the agents' shared secret.
 
-    POST /agent/v1/services                 {"host", "binary", "version"} → 200 {"service": {...}}
+    POST /agent/v1/services                 {"host", "binary", "version", "nudge_address"?} → 200 {"service"}
     PUT  /agent/v1/services/{uuid}/heartbeat                              → 204, 404 once deleted
     PUT  /agent/v1/services/{uuid}/nodes/{nodename}  {capacity and use}   → 200 {"node": {...}}
+    GET  /agent/v1/services/{uuid}/work             → 200 {"tasks": [{"kind", "instance_uuid", "guest",
+                                                            "migration_uuid", "stopped"}]}
+    POST /agent/v1/services/{uuid}/results  {"results": [{"kind", "instance_uuid", "ok", "migration_uuid"?,
+                                             "power_state"?, "error"?, "details"?}]}
+                                            → 200 {"results": [{"instance_uuid", "applied", "discard"}]}
+    GET  /agent/v1/services/{uuid}/evacuations      → 200 {"migrations": [{"uuid", "instance_uuid", "status"}]}
+    POST /agent/v1/services/{uuid}/evacuations/cleaned  {"migrations": [uuid, ...]} → 200 {"completed": n}
+    POST /agent/v1/services/{uuid}/reap  {"guests": [uuid, ...]} → 200 {"reap": [uuid, ...]}
 
-Registration loads the existing record (forced_down and disabled are kept) or creates it.
+Registration loads the existing record (forced_down and disabled are kept) or creates it. Work,
+results and cleanup are novalite.domain.host_work's: the host is the service record's.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from novalite.api.handlers.services import service_view
 from novalite.api.microversion import MAX_VERSION
 from novalite.api.validation import validate_internal_body
 from novalite.api.wsgi import ApiRequest, Reply
+from novalite.domain import host_work
+from novalite.exceptions import NotFound
 
 REGISTER = {
     "type": "object",
@@ -24,6 +35,7 @@ REGISTER = {
         "host": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[a-zA-Z0-9-._]*$"},
         "binary": {"type": "string", "enum": ["nova-compute"]},
         "version": {"type": "integer", "minimum": 0},
+        "nudge_address": {"type": ["string", "null"], "maxLength": 255},
     },
     "required": ["host", "binary", "version"],
     "additionalProperties": False,
@@ -34,7 +46,8 @@ jsonschema.Draft4Validator.check_schema(REGISTER)
 def register(req: ApiRequest) -> Reply:
     req.app.agent_auth.check(req.headers)
     validate_internal_body(REGISTER, req.body)
-    state = req.app.services.register(req.body["host"], req.body["binary"], req.body["version"])
+    state = req.app.services.register(req.body["host"], req.body["binary"], req.body["version"],
+                                      req.body.get("nudge_address"))
     req.version = MAX_VERSION  # the agent learns its UUID and every flag
     return Reply(200, {"service": service_view(state, req)})
 
@@ -75,3 +88,75 @@ def report_node(req: ApiRequest) -> Reply:
     values["cpu_info"] = json.dumps(values.get("cpu_info", {}))
     row = req.app.services.report_node(req.params["service_uuid"], req.params["nodename"], values)
     return Reply(200, {"node": {"uuid": row.uuid, "hypervisor_hostname": row.hypervisor_hostname}})
+
+
+# -- work, results, cleanup ---------------------------------------------------------------------------
+
+def _host(req: ApiRequest) -> str:
+    """The host of the calling agent's service record (404 once it is deleted)."""
+    req.app.agent_auth.check(req.headers)
+    service_uuid = req.params["service_uuid"]
+    state = req.app.services.get_by_uuid(service_uuid)
+    if state is None:
+        raise NotFound(f"Service {service_uuid} could not be found.")
+    return state.host
+
+
+def work(req: ApiRequest) -> Reply:
+    tasks = req.app.host_work.pending(_host(req))
+    return Reply(200, {"tasks": [task.to_json() for task in tasks]})
+
+
+_UUID = {"type": "string", "minLength": 1, "maxLength": 36}
+RESULTS = {
+    "type": "object",
+    "properties": {"results": {"type": "array", "items": {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": list(host_work.KINDS)},
+            "instance_uuid": _UUID,
+            "ok": {"type": "boolean"},
+            "migration_uuid": {"type": ["string", "null"], "maxLength": 36},
+            "power_state": {"type": ["integer", "null"], "minimum": 0},
+            "error": {"type": ["string", "null"]},
+            "details": {"type": ["string", "null"]},
+        },
+        "required": ["kind", "instance_uuid", "ok"],
+        "additionalProperties": False,
+    }}},
+    "required": ["results"],
+    "additionalProperties": False,
+}
+jsonschema.Draft4Validator.check_schema(RESULTS)
+
+
+def results(req: ApiRequest) -> Reply:
+    host = _host(req)
+    validate_internal_body(RESULTS, req.body)
+    answers = req.app.host_work.apply(host, [host_work.result_from_json(r) for r in req.body["results"]])
+    return Reply(200, {"results": answers})
+
+
+def evacuations(req: ApiRequest) -> Reply:
+    rows = req.app.host_work.evacuated_away(_host(req))
+    return Reply(200, {"migrations": [{"uuid": m.uuid, "instance_uuid": m.instance_uuid, "status": m.status}
+                                      for m in rows]})
+
+
+_UUID_LIST = {"type": "array", "items": _UUID}
+CLEANED = {"type": "object", "properties": {"migrations": _UUID_LIST}, "required": ["migrations"],
+           "additionalProperties": False}
+REAP = {"type": "object", "properties": {"guests": _UUID_LIST}, "required": ["guests"],
+        "additionalProperties": False}
+
+
+def evacuations_cleaned(req: ApiRequest) -> Reply:
+    host = _host(req)
+    validate_internal_body(CLEANED, req.body)
+    return Reply(200, {"completed": req.app.host_work.evacuation_cleaned(host, req.body["migrations"])})
+
+
+def reap(req: ApiRequest) -> Reply:
+    host = _host(req)
+    validate_internal_body(REAP, req.body)
+    return Reply(200, {"reap": req.app.host_work.deleted_here(host, req.body["guests"])})
