@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from novalite.agent.compute import SERVICE_VERSION
 from novalite.domain.conductor import Conductor, PassResult
 from novalite.domain.host_work import POWER_OFF
 from tests.api_client import AGENT_SECRET, Api
@@ -26,7 +27,10 @@ class ScriptedHost:
     def __init__(self, api: Api, host: str, **node):
         self.api = api
         self.host = host
-        self.service = api.compute(host)
+        # At the real agent's service version, which the API gates 2.95's evacuations on (spec 6 step 3).
+        registered = api.register(host, version=SERVICE_VERSION)
+        assert registered.status_code == 200, registered.text
+        self.service = registered.json["service"]
         self.uuid = self.service["id"]
         self.heartbeat()
         result = api.client.simulate_put(f"/agent/v1/services/{self.uuid}/nodes/{host}", json={**NODE, **node},

@@ -60,6 +60,8 @@ class PipelineMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.version = None
         req.context.auth = None
+        # Made here, not with the response, so the domain can record it with instance actions.
+        req.context.request_id = f"req-{uuid.uuid4()}" if _has_request_id(req.path) else None
         if not _needs_auth(req.path):
             return
         headers = {k.lower(): val for k, val in req.headers.items()}
@@ -72,8 +74,8 @@ class PipelineMiddleware:
             resp.complete = True
 
     def process_response(self, req, resp, resource, req_succeeded) -> None:
-        if _has_request_id(req.path):
-            request_id = f"req-{uuid.uuid4()}"
+        request_id = getattr(req.context, "request_id", None)
+        if request_id:
             resp.set_header("x-openstack-request-id", request_id)
             resp.set_header("x-compute-request-id", request_id)
         if req.context.version is not None:

@@ -40,17 +40,50 @@ MAX_VERSION = Version(2, 104)
 
 # The microversions at which something novalite serves changes (Nova's rest_api_version_history).
 HISTORY: dict[Version, str] = {
+    Version(2, 3): "servers: more OS-EXT-SRV-ATTR attributes (reservation_id, launch_index, hostname, user_data...)",
+    Version(2, 9): "servers: locked",
     Version(2, 11): "os-services: forced_down in the list and the force-down action",
+    Version(2, 14): "evacuate: onSharedStorage removed; the response no longer carries adminPass",
+    Version(2, 16): "servers: host_status (policy permitting)",
+    Version(2, 19): "servers: description",
+    Version(2, 21): "os-instance-actions: a deleted server's actions can be read",
+    Version(2, 23): "os-migrations: migration_type, and links on live migrations in progress",
+    Version(2, 26): "servers: tags, and the tag list filters",
     Version(2, 28): "os-hypervisors: cpu_info is an object, not JSON text",
+    Version(2, 29): "evacuate: force (the given host without the scheduler's filters)",
     Version(2, 33): "os-hypervisors: limit/marker paging",
+    Version(2, 37): "servers: networks required on create (a list, \"none\" or \"auto\")",
+    Version(2, 38): "servers: an unknown status filter is a 400",
+    Version(2, 47): "servers: the flavor embedded in the server, not linked",
+    Version(2, 51): "os-instance-actions: events for everyone who may show the action (the traceback for admins)",
     Version(2, 53): "os-services, os-hypervisors: UUID ids, PUT /os-services/{service_id} (legacy actions "
                     "removed), hypervisor_hostname_pattern and with_servers (search and servers routes removed)",
+    Version(2, 52): "servers: tags on create",
     Version(2, 55): "flavors: description, PUT /flavors/{flavor_id}",
+    Version(2, 57): "servers: personality removed from create",
+    Version(2, 58): "os-instance-actions: updated_at, limit/marker paging, changes-since",
+    Version(2, 59): "os-migrations: uuid, newest first, limit/marker paging, changes-since; unknown parameters refused",
     Version(2, 61): "flavors: extra_specs in flavor bodies (policy permitting)",
+    Version(2, 62): "os-instance-actions: hostId in events (and host, for admins)",
+    Version(2, 63): "servers: trusted_image_certificates",
+    Version(2, 66): "os-migrations, os-instance-actions, servers: changes-before",
+    Version(2, 68): "evacuate: force removed",
     Version(2, 69): "os-services: partial records for services of down cells",
-    Version(2, 75): "os-services, flavors, os-hypervisors: unknown query parameters are rejected; flavor swap 0, "
-                    "not \"\"; hypervisor servers always present when asked for",
+    Version(2, 71): "servers: server_groups in GET /servers/{server_id}",
+    Version(2, 73): "servers: locked_reason; locked as a filter and sort key",
+    Version(2, 74): "servers: host and hypervisor_hostname on create (admins)",
+    Version(2, 75): "os-services, flavors, os-hypervisors, servers: unknown query parameters are rejected; "
+                    "flavor swap 0, not \"\"; hypervisor servers always present when asked for",
+    Version(2, 80): "os-migrations: user_id and project_id, as keys and filters",
+    Version(2, 84): "os-instance-actions: details in events (admins)",
     Version(2, 88): "os-hypervisors: statistics fields, /statistics and /uptime removed; uptime in detail",
+    Version(2, 90): "servers: hostname on create; OS-EXT-SRV-ATTR:hostname shown to everyone",
+    Version(2, 94): "servers: hostname may be a fully qualified name",
+    Version(2, 95): "evacuate: the server ends stopped on its destination (computes at service version 62 or later)",
+    Version(2, 96): "servers: pinned_availability_zone",
+    Version(2, 98): "servers: the image's properties in the server",
+    Version(2, 100): "servers: scheduler_hints",
+    Version(2, 102): "servers: GET /servers/{server_id} rejects unknown query parameters",
 }
 
 

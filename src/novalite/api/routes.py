@@ -4,7 +4,18 @@ Compute API paths are served under /v2.1 and /v2.1/{project_id}. A method listed
 ``Versioned`` handlers changes with the microversion; a method not listed is the router's bare 404.
 """
 
-from novalite.api.handlers import agent, aggregates, availability_zones, flavors, hypervisors, services, versions
+from novalite.api.handlers import (
+    agent,
+    aggregates,
+    availability_zones,
+    flavors,
+    hypervisors,
+    instance_actions,
+    migrations,
+    servers,
+    services,
+    versions,
+)
 from novalite.api.wsgi import Versioned
 
 COMPUTE_PREFIXES = ("/v2.1", "/v2.1/{project_id:projectid}")
@@ -36,6 +47,14 @@ COMPUTE_ROUTES = {
     "/os-availability-zone": {"GET": availability_zones.list_zones},
     "/os-availability-zone/detail": {"GET": availability_zones.detail},
     "/os-aggregates": {"GET": aggregates.list_aggregates},
+    "/servers": {"GET": servers.list_servers_brief, "POST": servers.create},
+    # DELETE here acts on a server whose id is "detail", as Nova's router does (a 404).
+    "/servers/detail": {"GET": servers.list_servers_detail, "DELETE": servers.delete},
+    "/servers/{server_id}": {"GET": servers.show, "DELETE": servers.delete},
+    "/servers/{server_id}/action": {"POST": servers.action},
+    "/os-migrations": {"GET": migrations.list_migrations},
+    "/servers/{server_id}/os-instance-actions": {"GET": instance_actions.list_actions},
+    "/servers/{server_id}/os-instance-actions/{request_id}": {"GET": instance_actions.show_action},
 }
 
 # Version documents: no authentication; /v2.1 still negotiates the microversion (spec 1.3).

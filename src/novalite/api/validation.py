@@ -11,6 +11,7 @@ import unicodedata
 from typing import Any
 
 import jsonschema
+from oslo_utils import timeutils
 
 from novalite.api.microversion import Version, v
 from novalite.exceptions import BadRequest
@@ -54,6 +55,16 @@ def _check_name(instance: Any) -> bool:
         return True
     raise InvalidName("An invalid 'name' value was provided. The name must be: printable characters. "
                       "Can not start or end with whitespace.")
+
+
+@_FORMAT_CHECKER.checks("date-time")
+def _check_date_time(instance: Any) -> bool:
+    """Nova's "date-time" format (changes-since, changes-before): what oslo.utils' parse_isotime reads."""
+    try:
+        timeutils.parse_isotime(instance)
+    except ValueError:
+        return False
+    return True
 
 
 # Nova's parameter_types.name: printable, no leading or trailing whitespace.

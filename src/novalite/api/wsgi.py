@@ -56,6 +56,7 @@ class ApiRequest:
     app: Any  # novalite.api.app.Application: domain objects, enforcer, settings
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None  # the x-openstack-request-id of this request (recorded with instance actions)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Reply:
     status: int = 200
     body: Any = None
     empty: bool = False  # True: no body at all (204, or Nova's 200 with no body)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location of a created server
 
 
 def headers_of(req: falcon.Request) -> dict[str, str]:
@@ -84,6 +86,8 @@ def set_bare_not_found(req: falcon.Request, resp: falcon.Response) -> None:
 
 def set_reply(resp: falcon.Response, reply: Reply) -> None:
     resp.status = reply.status
+    for name, value in reply.headers.items():
+        resp.set_header(name, value)
     if reply.empty or reply.status == 204:
         resp.data = b""
         return
@@ -185,7 +189,7 @@ class ComputeEndpoint:
                 )
             api_req = ApiRequest(
                 context=context, version=version, body=body, params=params, query=_query(req),
-                app=self.app, url=req.url, headers=headers,
+                app=self.app, url=req.url, headers=headers, request_id=getattr(req.context, "request_id", None),
             )
             set_reply(resp, handler(api_req))
         except NovaError as error:

@@ -190,3 +190,14 @@ _evacuation_done = (
 def evacuation_done_count(conn: Connection, source_host: str) -> int:
     """Evacuations away from ``source_host`` still in status done (spec 3.6)."""
     return conn.execute(_evacuation_done, {"source_host": source_host}).scalar_one()
+
+
+def service_minimum_version(conn: Connection, binary: str) -> int:
+    """Nova's get_minimum_version_all_cells: the lowest positive version of the live ``binary`` services
+    that are not forced down (spec 4.6); 0 when there is none."""
+    found = conn.execute(
+        select(func.min(services.c.version)).where(
+            services.c.deleted == 0, services.c.binary == binary, services.c.forced_down == false(),
+            services.c.version > 0)
+    ).scalar_one()
+    return found or 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
 
 from novalite.db.models import (
     Instance,
@@ -163,7 +163,7 @@ def action_start(conn: Connection, *, instance_uuid: str, action: str, request_i
     now = utcnow()
     result = conn.execute(insert(instance_actions).values(
         action=action, instance_uuid=instance_uuid, request_id=request_id, user_id=user_id,
-        project_id=project_id, start_time=now, created_at=now, deleted=0))
+        project_id=project_id, start_time=now, created_at=now, updated_at=now, deleted=0))
     return result.inserted_primary_key[0]
 
 
@@ -175,39 +175,71 @@ def action_latest(conn: Connection, instance_uuid: str, action: str) -> Row | No
 
 
 def action_finish(conn: Connection, action_id: int, message: str | None = None) -> None:
+    """Finish an action; a ``message`` ("Error") is kept, none leaves the one its events set."""
     now = utcnow()
     conn.execute(update(instance_actions).where(instance_actions.c.id == action_id)
-                 .values(finish_time=now, updated_at=now, message=message))
+                 .values(finish_time=now, updated_at=now, **({"message": message} if message else {})))
 
 
 def event_record(conn: Connection, action_id: int, event: str, *, host: str | None, result: str,
                  started_at=None, traceback: str | None = None, details: str | None = None) -> None:
-    """One finished event of an action ("Success" or "Error"), as the service that did it reports it."""
+    """One finished event of an action ("Success" or "Error"), as the service that did it reports it.
+
+    As Nova's action_event_finish: the action's updated_at moves, and an error marks it "Error"."""
     now = utcnow()
     conn.execute(insert(action_events).values(
         action_id=action_id, event=event, start_time=started_at or now, finish_time=now, result=result,
         traceback=traceback, host=host, details=details, created_at=now, deleted=0))
+    changes = {"updated_at": now, **({"message": "Error"} if result.lower() == "error" else {})}
+    conn.execute(update(instance_actions).where(instance_actions.c.id == action_id).values(**changes))
 
 
-def actions_of(conn: Connection, instance_uuid: str) -> list[Row]:
-    """Newest first, as Nova lists them."""
-    return list(conn.execute(select(instance_actions)
-                             .where(instance_actions.c.instance_uuid == instance_uuid,
-                                    instance_actions.c.deleted == 0)
-                             .order_by(instance_actions.c.created_at.desc(), instance_actions.c.id.desc())))
+def _changed_between(table, since, before) -> list:
+    """Nova's changes-since / changes-before: updated_at within [since, before] (a row never updated has
+    no updated_at and matches neither)."""
+    out = []
+    if since is not None:
+        out.append(table.c.updated_at >= since)
+    if before is not None:
+        out.append(table.c.updated_at <= before)
+    return out
+
+
+def _after(table, marker: Row):
+    """The rows after ``marker`` in (created_at desc, id desc) order: oslo.db's paginate_query."""
+    return or_(table.c.created_at < marker.created_at,
+               and_(table.c.created_at == marker.created_at, table.c.id < marker.id))
+
+
+def actions_of(conn: Connection, instance_uuid: str, *, limit: int | None = None, after: Row | None = None,
+               changes_since=None, changes_before=None) -> list[Row]:
+    """Newest first (created_at, then id), as Nova's actions_get lists them."""
+    query = (select(instance_actions)
+             .where(instance_actions.c.instance_uuid == instance_uuid, instance_actions.c.deleted == 0,
+                    *_changed_between(instance_actions, changes_since, changes_before))
+             .order_by(instance_actions.c.created_at.desc(), instance_actions.c.id.desc()))
+    if after is not None:
+        query = query.where(_after(instance_actions, after))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query))
 
 
 def action_by_request_id(conn: Connection, instance_uuid: str, request_id: str) -> Row | None:
+    """The newest action of the instance with this request id (Nova's _action_get_by_request_id)."""
     return conn.execute(select(instance_actions)
                         .where(instance_actions.c.instance_uuid == instance_uuid,
                                instance_actions.c.request_id == request_id,
-                               instance_actions.c.deleted == 0)).first()
+                               instance_actions.c.deleted == 0)
+                        .order_by(instance_actions.c.created_at.desc(), instance_actions.c.id.desc())
+                        .limit(1)).first()
 
 
 def events_of(conn: Connection, action_id: int) -> list[Row]:
+    """Newest first, as Nova's action_events_get."""
     return list(conn.execute(select(action_events)
                              .where(action_events.c.action_id == action_id, action_events.c.deleted == 0)
-                             .order_by(action_events.c.id)))
+                             .order_by(action_events.c.created_at.desc(), action_events.c.id.desc())))
 
 
 # -- migrations ------------------------------------------------------------------------------------------
@@ -259,10 +291,34 @@ def evacuations_to(conn: Connection, dest_host: str, status: str) -> list[Row]:
                              .order_by(migrations.c.id)))
 
 
-def migration_list(conn: Connection, *, where: Iterable = (), order_by: Sequence = (),
-                   limit: int | None = None) -> list[Row]:
-    query = select(migrations).where(migrations.c.deleted == 0, *where)
-    query = query.order_by(*order_by, migrations.c.id.desc())
+def migration_list(conn: Connection, *, uuids: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
+                   host: str | None = None, source_compute: str | None = None, node: str | None = None,
+                   migration_type: str | None = None, instance_uuid: str | None = None, user_id: str | None = None,
+                   project_id: str | None = None, changes_since=None, changes_before=None,
+                   newest_first: bool = False, limit: int | None = None, after: Row | None = None) -> list[Row]:
+    """Nova's migration_get_all_by_filters: ``host`` is either end (and then ``source_compute`` is not
+    looked at); hidden migrations are returned too (the API leaves them out). Without ``newest_first``
+    the rows come in id order, as an unsorted query returns them."""
+    m = migrations.c
+    where = [m.deleted == 0, *_changed_between(migrations, changes_since, changes_before)]
+    if uuids is not None:
+        where.append(m.uuid.in_(list(uuids)))
+    if statuses is not None:
+        where.append(m.status.in_(list(statuses)))
+    if host is not None:
+        where.append(or_(m.source_compute == host, m.dest_compute == host))
+    elif source_compute is not None:
+        where.append(m.source_compute == source_compute)
+    if node is not None:
+        where.append(or_(m.source_node == node, m.dest_node == node))
+    for column, value in (("migration_type", migration_type), ("instance_uuid", instance_uuid),
+                          ("user_id", user_id), ("project_id", project_id)):
+        if value is not None:
+            where.append(m[column] == value)
+    if after is not None:
+        where.append(_after(migrations, after))
+    query = select(migrations).where(*where)
+    query = query.order_by(m.created_at.desc(), m.id.desc()) if newest_first else query.order_by(m.id)
     if limit is not None:
         query = query.limit(limit)
     return list(conn.execute(query))

@@ -107,7 +107,8 @@ class Servers:
         return row
 
     def host_statuses(self, hosts) -> dict[str, str]:
-        """Nova's host_status of each host (spec 4.8): DOWN, MAINTENANCE, UP or UNKNOWN; "" for no host."""
+        """Nova's host_status of each host (spec 4.8): DOWN, MAINTENANCE, UP or UNKNOWN; "" for no host or
+        a host without a nova-compute service."""
         window = UpWindow(self.settings.effective_service_down_time)
         out = {}
         with self.engine.connect() as conn:
@@ -117,7 +118,7 @@ class Servers:
                     continue
                 svc = services_db.service_get_by_host_and_binary(conn, host, COMPUTE)
                 if svc is None:
-                    out[host] = "UNKNOWN"
+                    out[host] = ""  # Nova's HostStatus.NONE when the host has no nova-compute
                 elif svc.forced_down:
                     out[host] = "DOWN"
                 elif svc.disabled:
@@ -155,7 +156,8 @@ class Servers:
                description: str | None = None, key_name: str | None = None, count: int = 1,
                requested_host: str | None = None, force_host: bool = False,
                access_ip_v4: str | None = None, access_ip_v6: str | None = None,
-               user_data: str | None = None, config_drive: bool = False) -> list[Row]:
+               user_data: str | None = None, config_drive: bool = False,
+               hostname: str | None = None) -> list[Row]:
         """Record ``count`` new servers as building/scheduling (one reservation), then nudge the scheduler.
 
         ``requested_host`` must be a compute host (404 "Compute host <h> could not be found." otherwise);
@@ -176,7 +178,8 @@ class Servers:
                 values = dict(
                     uuid=str(uuidlib.uuid4()), project_id=who.project_id, user_id=who.user_id,
                     vm_state=states.BUILDING, task_state=states.SCHEDULING, power_state=states.NOSTATE,
-                    display_name=name, display_description=description, hostname=hostname_of(display_name),
+                    display_name=name, display_description=description,
+                    hostname=hostname or hostname_of(display_name),
                     image_ref=image_ref, instance_type_id=flavor.id, memory_mb=flavor.memory_mb,
                     vcpus=flavor.vcpus, root_gb=flavor.root_gb, ephemeral_gb=flavor.ephemeral_gb,
                     flavor=flavor_snapshot(flavor), requested_availability_zone=zone, availability_zone=zone,
@@ -253,9 +256,10 @@ class Servers:
         scheduler; returns the migration. The caller fetched the server and checked policy (steps 1-2)."""
         row = self.get(who, uuid)
         with self.engine.connect() as conn:
-            if host is not None and not services_db.host_is_mapped(conn, host):
+            # Nova's service_get_by_compute_host: the host must run a (live) nova-compute service.
+            if host is not None and self._compute_service(conn, host) is None:
                 raise NotFound(f"Compute host {host} not found.")
-        if host is not None and host == row.host:
+        if host == row.host:  # as Nova compares: a server on no host, evacuated to no host, is refused too
             raise BadRequest("The target host can't be the same one.")
         if row.vm_state not in (states.ACTIVE, states.STOPPED, states.ERROR):
             raise InstanceInvalidState("evacuate", uuid, "vm_state", row.vm_state)
@@ -277,8 +281,7 @@ class Servers:
             migration = db.migration_create(
                 conn, uuid=str(uuidlib.uuid4()), instance_uuid=uuid, source_compute=row.host,
                 source_node=row.node, dest_compute=host, status=states.MIGRATION_ACCEPTED,
-                migration_type=states.EVACUATION, old_instance_type_id=row.instance_type_id,
-                new_instance_type_id=row.instance_type_id, dest_forced=bool(host and force),
+                migration_type=states.EVACUATION, dest_forced=bool(host and force),
                 user_id=who.user_id, project_id=who.project_id)
         self.nudge_scheduler()
         return migration

@@ -99,6 +99,11 @@ class Services:
             ))
         return listed
 
+    def minimum_version(self, binary: str = COMPUTE) -> int:
+        """The lowest service version of ``binary`` that counts (not forced down, not deleted); 0 if none."""
+        with self.engine.connect() as conn:
+            return db.service_minimum_version(conn, binary)
+
     # -- legacy actions by host and binary (2.1–2.52) --------------------------------------------
 
     def _update_compute_by_host(self, conn: Connection, host: str, binary: str, **values) -> None:

@@ -68,6 +68,19 @@ def status_of(vm_state: str | None, task_state: str | None) -> str:
     return by_task.get(task_state or "", by_task["default"])
 
 
+def task_and_vm_states_of(statuses: list[str]) -> tuple[list[str], list[str]]:
+    """Nova's task_and_vm_state_from_status: the vm_states and task_states (with "default" for "any")
+    that show as any of ``statuses``, each sorted."""
+    wanted = {s.strip().lower() for s in statuses}
+    vm_found, task_found = set(), set()
+    for vm, by_task in _STATUS.items():
+        for task, shown in by_task.items():
+            if shown.lower() in wanted:
+                vm_found.add(vm)
+                task_found.add(task)
+    return sorted(vm_found), sorted(task_found)
+
+
 def vm_states_of(status: str) -> list[str]:
     """The vm_states a ``status`` filter matches (Nova's task_and_vm_state_from_status, vm side)."""
     status = status.upper()

@@ -2,7 +2,17 @@
 
 from oslo_policy import policy
 
-from novalite.api.policies import aggregates, availability_zones, flavors, hypervisors, services
+from novalite.api.policies import (
+    aggregates,
+    availability_zones,
+    evacuate,
+    flavors,
+    hypervisors,
+    instance_actions,
+    migrations,
+    servers,
+    services,
+)
 
 RULE_ADMIN_API = "rule:admin_api"
 
@@ -15,9 +25,18 @@ base_rules = [
                        "Default rule for Project level read only APIs."),
     policy.RuleDefault("project_reader_or_admin", "rule:project_reader_api or rule:context_is_admin",
                        "Default rule for Project reader or admin APIs."),
+    policy.RuleDefault("project_member_api", "role:member and project_id:%(project_id)s",
+                       "Default rule for Project level non admin APIs."),
+    policy.RuleDefault("project_member_or_admin", "rule:project_member_api or rule:context_is_admin",
+                       "Default rule for Project Member or admin APIs."),
+    policy.RuleDefault("project_manager_api", "role:manager and project_id:%(project_id)s",
+                       "Default rule for Project level management APIs."),
+    policy.RuleDefault("project_manager_or_admin", "rule:project_manager_api or rule:context_is_admin",
+                       "Default rule for Project manager or admin APIs."),
 ]
 
 
 def list_rules() -> list:
     return [*base_rules, *services.rules, *flavors.rules,
-            *hypervisors.rules, *availability_zones.rules, *aggregates.rules]
+            *hypervisors.rules, *availability_zones.rules, *aggregates.rules,
+            *evacuate.rules, *migrations.rules, *instance_actions.rules, *servers.rules]
