@@ -1,4 +1,4 @@
-"""Real novalite processes for live tests: an API under gunicorn and compute agents, on 127.0.0.1.
+"""Real novalite processes for live tests: an API under gunicorn, schedulers and compute agents, on 127.0.0.1.
 
 Each ``Stack`` has its own directory, config file, secrets and database; everything it starts is
 stopped by ``close()``.
@@ -112,6 +112,24 @@ class Stack:
                 return False
 
         wait_until(ready, timeout=30, what="novalite api")
+        return proc
+
+    def start_scheduler(self, host: str = "scheduler") -> subprocess.Popen:
+        """``novalite scheduler`` as nova-scheduler on ``host``; returns once it is registered and listening
+        (its log says where it takes nudges), so a server created from then on is placed at once."""
+        log_name = f"scheduler-{host}.log"
+        path = self.root / "logs" / log_name
+        start = path.stat().st_size if path.exists() else 0
+        proc = self._spawn(["scheduler", "--host", host, "--config-file", str(self.config_file)], log_name)
+
+        def ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"novalite scheduler exited {proc.returncode}:\n{self.log(log_name)}")
+            with path.open("rb") as log:
+                log.seek(start)
+                return b"takes nudges on" in log.read()
+
+        wait_until(ready, timeout=30, what=f"novalite scheduler on {host}")
         return proc
 
     def start_compute(self, host: str) -> subprocess.Popen:

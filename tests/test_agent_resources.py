@@ -28,9 +28,19 @@ class FakeControlPlane:
         self.reports: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
 
-    def register(self, host: str) -> dict:
+    def register(self, host: str, nudge_address: str | None = None) -> dict:
         self.calls.append("register")
         return {"id": "service-uuid", "forced_down": False, "status": "enabled"}
+
+    # A host with nothing to clean up and no work (agent/work.py's tests run against the real API).
+    def evacuations(self, service_uuid: str) -> list[dict]:
+        return []
+
+    def reap(self, service_uuid: str, guest_uuids: list[str]) -> list[str]:
+        return []
+
+    def work(self, service_uuid: str) -> list[dict]:
+        return []
 
     def heartbeat(self, service_uuid: str) -> bool:
         with self._lock:

@@ -44,6 +44,8 @@ class ApiOpts:
     compute_link_prefix: str = ""
     # The most items one page of a collection holds (Nova's [api]max_limit).
     max_limit: int = 1000
+    # Nova's [api]enable_instance_password: return the generated or given adminPass (evacuate below 2.14).
+    enable_instance_password: bool = True
 
 
 @dataclass
@@ -74,6 +76,19 @@ class ComputeOpts:
     # Seconds a simulated guest takes to boot (spawn, power_on) and to stop (power_off, destroy).
     spawn_time: float = 0.0
     stop_time: float = 0.0
+    # Where the agent takes nudges ("there is work for you", novalite.nudge); the address is recorded with
+    # its service, so it must be one the API and scheduler processes can reach (not a wildcard). Port 0:
+    # any free port.
+    nudge_host: str = "127.0.0.1"
+    nudge_port: int = 0
+    # Seconds between two looks at the host's work when nothing nudges it: the backstop for a lost nudge.
+    # 0 means report_interval: the agent already calls the control plane that often (heartbeats), so a
+    # host costs at most twice what it does anyway, and a lost nudge delays work by at most one heartbeat
+    # period. novalite's own: Nova's compute is called over RPC and never polls.
+    work_poll_interval: float = 0.0
+    # How many builds (spawns and evacuation rebuilds) the agent runs at once; 0: no limit (Nova's option
+    # and default). Stops, starts and deletes are not counted, as in Nova.
+    max_concurrent_builds: int = 10
 
 
 @dataclass
@@ -83,6 +98,16 @@ class SchedulerOpts:
     # succeeded, so this bounds only starvation. novalite's own option; placement hard-codes 10
     # retries for its equivalent (a resource-provider generation conflict).
     claim_attempts: int = 10
+    # Seconds between two placement passes of the scheduler process when nothing nudges it. Nudges
+    # (UDP, novalite.nudge) make placement immediate; this poll is the backstop for a lost nudge, so it
+    # bounds how late a server can be placed. An idle pass is two indexed SELECTs, so 1 s costs nothing
+    # and keeps a lost nudge's delay below a guest's boot time. novalite's own: Nova's conductor is
+    # called over RPC and never polls.
+    poll_interval: float = 1.0
+    # Where the scheduler process takes nudges; the address is recorded with its service, so it must be
+    # one the API processes can reach (not a wildcard). Port 0: any free port.
+    nudge_host: str = "127.0.0.1"
+    nudge_port: int = 0
 
 
 @dataclass
@@ -135,8 +160,7 @@ class Settings:
         if self.api.auth_strategy == "token" and not self.api.admin_token_file:
             raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
         self._validate_compute()
-        if self.scheduler.claim_attempts < 1:
-            raise ValueError("[scheduler] claim_attempts must be at least 1")
+        self._validate_scheduler()
         if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
             LOG.warning(
                 "service_down_time (%s) is not greater than report_interval (%s); using %s",
@@ -144,6 +168,17 @@ class Settings:
                 self.DEFAULT.report_interval,
                 self.effective_service_down_time,
             )
+
+    def _validate_scheduler(self) -> None:
+        s = self.scheduler
+        if s.claim_attempts < 1:
+            raise ValueError("[scheduler] claim_attempts must be at least 1")
+        if s.poll_interval <= 0:
+            raise ValueError("[scheduler] poll_interval must be greater than 0")
+        if not 0 <= s.nudge_port <= 65535:
+            raise ValueError("[scheduler] nudge_port must be between 0 and 65535")
+        if s.nudge_host.strip("[]") in ("", "0.0.0.0", "::"):
+            raise ValueError("[scheduler] nudge_host must be an address the API can send to, not a wildcard")
 
     def _validate_compute(self) -> None:
         for ratio in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
@@ -153,9 +188,18 @@ class Settings:
             raise ValueError("[DEFAULT] update_resources_interval must be greater than 0")
         c = self.compute
         for name in ("vcpus", "memory_mb", "local_gb", "reserved_host_memory_mb", "reserved_host_disk_mb",
-                     "spawn_time", "stop_time"):
+                     "spawn_time", "stop_time", "work_poll_interval", "max_concurrent_builds"):
             if getattr(c, name) < 0:
                 raise ValueError(f"[compute] {name} must not be negative")
+        if not 0 <= c.nudge_port <= 65535:
+            raise ValueError("[compute] nudge_port must be between 0 and 65535")
+        if c.nudge_host.strip("[]") in ("", "0.0.0.0", "::"):
+            raise ValueError("[compute] nudge_host must be an address the API can send to, not a wildcard")
+
+    @property
+    def effective_work_poll_interval(self) -> float:
+        """[compute] work_poll_interval, where 0 means report_interval."""
+        return self.compute.work_poll_interval or self.DEFAULT.report_interval
 
 
 def _coerce(value: str, like: object) -> object:

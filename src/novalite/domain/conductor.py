@@ -83,11 +83,15 @@ class Conductor:
             return
         except NoValidHost as error:
             with self.engine.begin() as conn:
-                if db.instance_update(conn, row.uuid, {"vm_state": states.BUILDING,
-                                                       "task_state": states.SCHEDULING, "host": None},
-                                      vm_state=states.ERROR, task_state=None):
+                errored = db.instance_update(conn, row.uuid, {"vm_state": states.BUILDING,
+                                                              "task_state": states.SCHEDULING, "host": None},
+                                             vm_state=states.ERROR, task_state=None)
+                if errored:
                     db.fault_create(conn, row.uuid, 500, error.message, "", None)
                     self._event(conn, row.uuid, "create", "conductor_schedule_and_build_instances", error.message)
+            if not errored:  # placed by another scheduler (or deleted) meanwhile: not this server's failure
+                LOG.info("server %s changed before it was placed; skipped", row.uuid)
+                return
             LOG.info("server %s: %s", row.uuid, error.message)
             result.failed += 1
             return
@@ -127,12 +131,16 @@ class Conductor:
             return
         except NoValidHost as error:
             with self.engine.begin() as conn:
-                if db.migration_update(conn, migration.uuid, {"status": states.MIGRATION_ACCEPTED},
-                                       status=states.MIGRATION_ERROR):
+                errored = db.migration_update(conn, migration.uuid, {"status": states.MIGRATION_ACCEPTED},
+                                              status=states.MIGRATION_ERROR)
+                if errored:
                     if db.instance_update(conn, row.uuid, {"task_state": states.REBUILDING},
                                           vm_state=states.ERROR, task_state=None, evacuate_target_state=None):
                         db.fault_create(conn, row.uuid, 500, error.message, "", None)
                     self._event(conn, row.uuid, "evacuate", "conductor_rebuild_server", error.message)
+            if not errored:  # placed by another scheduler meanwhile: not this evacuation's failure
+                LOG.info("evacuation %s changed before it was placed; skipped", migration.uuid)
+                return
             LOG.info("evacuation of %s from %s: %s", row.uuid, migration.source_compute, error.message)
             result.failed += 1
             return

@@ -166,8 +166,9 @@ class HostWork:
             if not result.ok:
                 db.fault_create(conn, uuid, 500, result.error or "Unknown error", result.details or "", host)
         release = [(uuid, None)] if (applied and result.kind == SPAWN and not result.ok) else []
-        # A spawn whose server was deleted (or placed elsewhere) meanwhile leaves a guest nobody owns.
-        discard = not applied and result.kind == SPAWN and result.ok
+        # A spawn whose server was deleted (or placed elsewhere) meanwhile leaves a guest nobody owns; a
+        # spawn reported again (its first report was applied but its answer lost) leaves the server's own.
+        discard = not applied and result.kind == SPAWN and result.ok and not _lives_on(conn, uuid, host)
         return applied, discard, release
 
     def _rebuilt(self, conn: Connection, host: str, result: Result) -> tuple[bool, bool, list]:
@@ -177,7 +178,8 @@ class HostWork:
         if migration is None or migration.instance_uuid != uuid or migration.dest_compute != host:
             return False, result.ok, []
         if migration.status != states.MIGRATION_PRE_MIGRATING:
-            return False, result.ok, []
+            # Reported again after it was applied (the answer was lost): the guest is the server's own.
+            return False, result.ok and not _lives_on(conn, uuid, host), []
         row = db.instance_get(conn, uuid)
         expected = {"host": migration.source_compute, "task_state": (states.REBUILDING, states.REBUILD_SPAWNING)}
         if not result.ok:
@@ -250,11 +252,18 @@ class HostWork:
         reap = []
         for uuid in guest_uuids:
             row = rows.get(uuid)
-            if row is None or row.deleted:
+            if row is None:
+                continue  # never a server here: not the control plane's guest, left alone as Nova leaves it
+            if row.deleted:
                 reap.append(uuid)
             elif row.host != host and uuid not in incoming:
                 reap.append(uuid)
         return reap
+
+
+def _lives_on(conn: Connection, uuid: str, host: str) -> bool:
+    row = db.instance_get(conn, uuid)
+    return row is not None and row.host == host
 
 
 def result_from_json(data: dict) -> Result:

@@ -69,6 +69,10 @@ class GuestNotFound(Exception):
     """No guest with that UUID on this host."""
 
 
+class GuestExists(Exception):
+    """A guest with that UUID is already on this host (spawn)."""
+
+
 class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     async def init_host(self, host: str) -> None:
@@ -76,7 +80,7 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     async def spawn(self, guest: GuestSpec) -> None:
-        """Create and start a guest; it is RUNNING when this returns. Spawning an existing UUID is an error."""
+        """Create and start a guest; it is RUNNING when this returns. Raises GuestExists for an existing UUID."""
 
     @abc.abstractmethod
     async def destroy(self, uuid: str) -> None:

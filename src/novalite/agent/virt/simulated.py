@@ -30,6 +30,7 @@ from pathlib import Path
 
 from novalite.agent.virt.driver import (
     ComputeDriver,
+    GuestExists,
     GuestInfo,
     GuestNotFound,
     GuestSpec,
@@ -43,10 +44,6 @@ HYPERVISOR_TYPE = "fake"
 HYPERVISOR_VERSION = 1000  # Nova's convert_version_to_int("1.0")
 STATE_FILE = "guests.json"
 STATE_FORMAT = 1
-
-
-class GuestExists(Exception):
-    """A guest with that UUID is already on this host."""
 
 
 class StateFileError(Exception):
