@@ -1,14 +1,18 @@
-"""A small compute API client for os-services, over a keystoneauth Adapter.
+"""A small compute API client over a keystoneauth Adapter: os-services, servers, evacuate,
+os-hypervisors and os-migrations.
 
-The requests are the ones python-novaclient 18 sends (spec clients.md 1.2): the legacy
+The requests are the ones python-novaclient 18 sends (spec clients.md 1.2, 1.4): the legacy
 ``PUT /os-services/{enable,disable,disable-log-reason,force-down}`` with host and binary below 2.53,
-``PUT /os-services/{uuid}`` from 2.53 on. Errors come back as ``ApiError`` carrying Nova's message.
+``PUT /os-services/{uuid}`` from 2.53 on; the evacuate body of each microversion range; a host's
+servers from ``/os-hypervisors/{host}/servers`` below 2.53 and from the ``hypervisor_hostname_pattern``
+query from 2.53. Errors come back as ``ApiError`` carrying Nova's message.
 """
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qs, quote, urlsplit
 
 from novalite.uuidutils import is_uuid_like
 
@@ -40,6 +44,13 @@ MIN_VERSION = ApiVersion(2, 1)
 MAX_VERSION = ApiVersion(2, 96)
 FORCE_DOWN_VERSION = ApiVersion(2, 11)  # forced_down and PUT /os-services/force-down
 UUID_VERSION = ApiVersion(2, 53)  # UUID ids and PUT /os-services/{uuid}; the legacy actions are gone
+# Evacuate bodies (spec clients.md 1.4): onSharedStorage until 2.13, force from 2.29 to 2.67.
+EVACUATE_NO_SHARED_STORAGE = ApiVersion(2, 14)
+EVACUATE_FORCE = ApiVersion(2, 29)
+EVACUATE_NO_FORCE = ApiVersion(2, 68)
+NETWORKS_REQUIRED = ApiVersion(2, 37)  # POST /servers needs "networks" ("auto", "none" or a list)
+EMBEDDED_FLAVOR = ApiVersion(2, 47)  # a server's flavor is its boot-time copy, not {"id", "links"}
+BOOT_HOST = ApiVersion(2, 74)  # POST /servers takes "host"
 
 # novaclient's exception class names by status (novaclient/exceptions.py), used in error lines.
 _ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -66,9 +77,14 @@ class ApiError(ClientError):
         self.request_id = request_id
         self.name = _ERROR_NAMES.get(status, "ClientException")
 
-    def __str__(self) -> str:
-        text = f"ERROR ({self.name}): {self.message} (HTTP {self.status})"
+    @property
+    def detail(self) -> str:
+        """novaclient's str() of its exception: the message, the status and the request id."""
+        text = f"{self.message} (HTTP {self.status})"
         return f"{text} (Request-ID: {self.request_id})" if self.request_id else text
+
+    def __str__(self) -> str:
+        return f"ERROR ({self.name}): {self.detail}"
 
 
 def fault_message(response: Any) -> str:
@@ -86,8 +102,17 @@ def fault_message(response: Any) -> str:
     return response.reason or f"HTTP {response.status_code}"
 
 
+def _next_marker(body: dict, links_key: str) -> str | None:
+    """The marker of a paged listing's "next" link, if the server sent one."""
+    for link in body.get(links_key) or ():
+        if link.get("rel") == "next":
+            markers = parse_qs(urlsplit(link.get("href", "")).query).get("marker")
+            return markers[-1] if markers else None
+    return None
+
+
 class ComputeClient:
-    """os-services calls at one microversion (``version``) over a keystoneauth Adapter."""
+    """Compute API calls at one microversion (``version``) over a keystoneauth Adapter."""
 
     def __init__(self, adapter: ks_adapter.Adapter, version: ApiVersion = MIN_VERSION):
         self.adapter = adapter
@@ -120,6 +145,15 @@ class ComputeClient:
         return chosen
 
     # -- HTTP ------------------------------------------------------------------------------------------
+
+    def allow_parallel(self, requests_at_once: int) -> None:
+        """Keep a connection per thread that sends requests at once (requests' pools keep 10 and
+        discard the rest with a warning)."""
+        from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
+
+        for transport in self.adapter.session.session.adapters.values():
+            if isinstance(transport, HTTPAdapter):
+                transport.init_poolmanager(DEFAULT_POOLSIZE, max(requests_at_once, DEFAULT_POOLSIZE))
 
     def _request(self, method: str, path: str, *, body: dict | None = None,
                  params: dict[str, str] | None = None) -> Any:
@@ -186,3 +220,157 @@ class ComputeClient:
 
     def delete(self, service_id: str) -> None:
         self._request("DELETE", f"/os-services/{service_id}")
+
+    # -- paging ------------------------------------------------------------------------------------
+
+    def _list_all(self, path: str, key: str, params: dict[str, str] | None = None) -> list[dict]:
+        """Every page of a listing, following its "<key>_links" next markers (a full page has one)."""
+        params = dict(params or {})
+        found: list[dict] = []
+        while True:
+            body = self._request("GET", path, params=params or None)
+            found.extend(body[key])
+            marker = _next_marker(body, f"{key}_links")
+            if marker is None or not body[key] or marker == params.get("marker"):
+                return found
+            params["marker"] = marker
+
+    # -- flavors -------------------------------------------------------------------------------------
+
+    def find_flavor(self, name_or_id: str) -> dict:
+        """A flavor by id, else by exact name among all flavors (public and private), as novaclient."""
+        try:
+            return self._request("GET", f"/flavors/{name_or_id}")["flavor"]
+        except ApiError as error:
+            if error.status != 404:
+                raise
+        found = [f for f in self._list_all("/flavors/detail", "flavors", {"is_public": "None"})
+                 if f.get("name") == name_or_id]
+        if len(found) > 1:
+            raise ClientError(f"Multiple flavor matches found for '{name_or_id}', use an ID to be more specific.")
+        if not found:
+            raise ClientError(f"No flavor with a name or ID of '{name_or_id}' exists.")
+        return found[0]
+
+    # -- servers -------------------------------------------------------------------------------------
+
+    def create_server(self, name: str, flavor_ref: str, *, image_ref: str | None = None,
+                      availability_zone: str | None = None, metadata: dict[str, str] | None = None,
+                      min_count: int = 1, max_count: int = 1, host: str | None = None) -> dict:
+        """POST /servers; Nova answers with the first server only (id, links, maybe adminPass)."""
+        server: dict[str, Any] = {"name": name, "flavorRef": flavor_ref, "min_count": min_count,
+                                  "max_count": max_count}
+        if image_ref:
+            server["imageRef"] = image_ref
+        if availability_zone:
+            server["availability_zone"] = availability_zone
+        if metadata:
+            server["metadata"] = metadata
+        if self.version >= NETWORKS_REQUIRED:
+            server["networks"] = "none"  # novalite has no network service to allocate from
+        if host is not None:
+            if self.version < BOOT_HOST:
+                raise ClientError(f"a requested host needs compute API version {BOOT_HOST} or later "
+                                  f"(this session uses {self.version})")
+            server["host"] = host
+        return self._request("POST", "/servers", body={"server": server})["server"]
+
+    def get_server(self, server_id: str) -> dict:
+        return self._request("GET", f"/servers/{server_id}")["server"]
+
+    def list_servers(self, **filters: str | None) -> list[dict]:
+        """GET /servers/detail with Nova's filters (host, all_tenants, status, name, reservation_id, ...)."""
+        params = {key: value for key, value in filters.items() if value is not None}
+        return self._list_all("/servers/detail", "servers", params)
+
+    def find_server(self, name_or_id: str, all_tenants: bool = False) -> dict:
+        """A server by UUID, else by exact name (GET /servers?name=), as novaclient's find_resource."""
+        if is_uuid_like(name_or_id):
+            try:
+                return self.get_server(name_or_id)
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+        params = {"name": name_or_id, **({"all_tenants": "1"} if all_tenants else {})}
+        found = [s for s in self._list_all("/servers", "servers", params) if s.get("name") == name_or_id]
+        if len(found) > 1:
+            raise ClientError(f"Multiple server matches found for '{name_or_id}', use an ID to be more specific.")
+        if not found:
+            raise ClientError(f"No server with a name or ID of '{name_or_id}' exists.")
+        return self.get_server(found[0]["id"])
+
+    def delete_server(self, server_id: str) -> None:
+        self._request("DELETE", f"/servers/{server_id}")
+
+    def _action(self, server_id: str, body: dict) -> Any:
+        return self._request("POST", f"/servers/{server_id}/action", body=body)
+
+    def stop_server(self, server_id: str) -> None:
+        self._action(server_id, {"os-stop": None})
+
+    def start_server(self, server_id: str) -> None:
+        self._action(server_id, {"os-start": None})
+
+    def evacuate_body(self, host: str | None = None, *, force: bool = False, password: str | None = None,
+                      on_shared_storage: bool = False) -> dict:
+        """novaclient's body for this microversion (spec clients.md 1.4)."""
+        if force and not EVACUATE_FORCE <= self.version < EVACUATE_NO_FORCE:
+            raise ClientError(f"--force needs compute API version {EVACUATE_FORCE} to 2.67 "
+                              f"(this session uses {self.version})")
+        if on_shared_storage and self.version >= EVACUATE_NO_SHARED_STORAGE:
+            raise ClientError(f"--on-shared-storage needs compute API version 2.13 or earlier "
+                              f"(this session uses {self.version})")
+        body: dict[str, Any] = {}
+        if self.version < EVACUATE_NO_SHARED_STORAGE:
+            body["onSharedStorage"] = on_shared_storage  # always sent before 2.14
+        if host is not None:
+            body["host"] = host
+        if password is not None:
+            body["adminPass"] = password
+        if force:
+            body["force"] = True
+        return {"evacuate": body}
+
+    def evacuate(self, server_id: str, host: str | None = None, *, force: bool = False,
+                 password: str | None = None, on_shared_storage: bool = False) -> dict | None:
+        """POST /servers/{id}/action evacuate; before 2.14 Nova answers {"adminPass": ...}."""
+        body = self.evacuate_body(host, force=force, password=password, on_shared_storage=on_shared_storage)
+        return self._action(server_id, body)
+
+    # -- os-hypervisors ------------------------------------------------------------------------------
+
+    def list_hypervisors(self, matching: str | None = None) -> list[dict]:
+        """GET /os-hypervisors; with ``matching``, the hostname search of this microversion."""
+        if matching is None:
+            return self._list_all("/os-hypervisors", "hypervisors")
+        return self._search_hypervisors(matching, with_servers=False)
+
+    def _search_hypervisors(self, pattern: str, *, with_servers: bool) -> list[dict]:
+        if self.version >= UUID_VERSION:
+            params = {"hypervisor_hostname_pattern": pattern}
+            if with_servers:
+                params["with_servers"] = "True"
+            return self._request("GET", "/os-hypervisors", params=params)["hypervisors"]
+        target = "servers" if with_servers else "search"
+        return self._request("GET", f"/os-hypervisors/{quote(pattern, safe='')}/{target}")["hypervisors"]
+
+    def hypervisor_servers(self, pattern: str, strict: bool = False) -> list[tuple[dict, dict]]:
+        """(hypervisor, server) of every server on the hypervisors matching ``pattern`` (host-evacuate's
+        search); ``strict``: only the hypervisor named exactly ``pattern``, else novaclient's 404."""
+        found = []
+        for hypervisor in self._search_hypervisors(pattern, with_servers=True):
+            if strict and hypervisor.get("hypervisor_hostname") != pattern:
+                continue
+            found.extend((hypervisor, server) for server in hypervisor.get("servers") or ())
+            if strict:
+                return found
+        if strict:
+            raise ApiError(404, f"No hypervisor matching '{pattern}' could be found.")
+        return found
+
+    # -- os-migrations -------------------------------------------------------------------------------
+
+    def list_migrations(self, **filters: str | None) -> list[dict]:
+        """GET /os-migrations with Nova's filters (host, status, instance_uuid, migration_type, ...)."""
+        params = {key: value for key, value in filters.items() if value is not None}
+        return self._list_all("/os-migrations", "migrations", params)

@@ -1,4 +1,6 @@
-"""novaclient-style client commands: service-list, service-force-down, service-enable/-disable/-delete.
+"""novaclient-style client commands: the service-* commands here, the server commands (boot, list, show,
+delete, stop, start, evacuate, migration-list, hypervisor-list) in server_commands.py, host-evacuate in
+host_evacuate.py; what they print is output.py's.
 
 Authentication is every OpenStack tool's: openstacksdk's config loader (``openstack.config``) reads
 ``--os-cloud`` and clouds.yaml, the ``OS_*`` variables and the ``--os-*`` options, and builds the
@@ -12,12 +14,12 @@ as novaclient takes them, and after it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from novalite.cli import host_evacuate, server_commands
+from novalite.cli.output import Output, Shown, UsageError, render
 from novalite.client import (
     DEFAULT_BINARY,
     FORCE_DOWN_VERSION,
@@ -28,29 +30,14 @@ from novalite.client import (
     is_uuid_like,
 )
 
-COMMANDS = ("service-list", "service-force-down", "service-enable", "service-disable", "service-delete")
+SERVICE_COMMANDS = ("service-list", "service-force-down", "service-enable", "service-disable", "service-delete")
+COMMANDS = (*SERVICE_COMMANDS, *server_commands.COMMANDS, "host-evacuate")
 FORMATS = ("table", "json")
 # --os-compute-api-version values that mean "negotiate": openstack.config's major-only form and novaclient's.
 NEGOTIATE = {"2", "latest", "2.latest"}
 
 
-class UsageError(Exception):
-    """Arguments argparse accepts but that do not fit together (exit status 2, like argparse's own)."""
-
-
 # -- the commands: each takes a connected client and the arguments, returns what to print ---------------
-
-@dataclass
-class Shown:
-    """What a command prints: a table of ``columns``, or in JSON the records as the server sent them."""
-
-    columns: list[str]
-    records: list[dict]
-    one: bool = True  # a single record: a JSON object rather than an array
-
-
-Output = Shown | None
-
 
 def _columns_of_action(client: ComputeClient, *names: str) -> list[str]:
     # novaclient prints an ID column for the 2.53 PUT, whose answer is the full record (spec 3.4).
@@ -99,27 +86,6 @@ def service_delete(client: ComputeClient, args: argparse.Namespace) -> Output:
     return None
 
 
-# -- output -----------------------------------------------------------------------------------------
-
-def _cell(service: dict, column: str) -> str:
-    value = service.get(column.lower().replace(" ", "_"))
-    return "-" if value is None else str(value)
-
-
-def render(output: Output, fmt: str) -> str | None:
-    if output is None:
-        return None
-    if fmt == "json":
-        return json.dumps(output.records[0] if output.one else output.records, indent=2)
-    import prettytable
-
-    table = prettytable.PrettyTable(output.columns)
-    table.align = "l"
-    for record in output.records:
-        table.add_row([_cell(record, column) for column in output.columns])
-    return table.get_string()
-
-
 # -- connecting ---------------------------------------------------------------------------------------
 
 def requested_version(text: str | None) -> ApiVersion | None:
@@ -163,7 +129,8 @@ def _runner(command: Callable[[ComputeClient, argparse.Namespace], Output], conf
 
         try:
             client = connect(config, args, os_dests)
-            text = render(command(client, args), getattr(args, "format", "table"))
+            output = command(client, args)
+            text = render(output, getattr(args, "format", "table"))
         except UsageError as error:
             print(f"novalite {args.command}: error: {error}", file=sys.stderr)
             return 2
@@ -175,7 +142,7 @@ def _runner(command: Callable[[ComputeClient, argparse.Namespace], Output], conf
             return 1
         if text is not None:
             print(text)
-        return 0
+        return output.exit_code if output is not None else 0
 
     return run
 
@@ -217,6 +184,9 @@ def _command_parsers(subparsers, parents: Sequence[argparse.ArgumentParser],
 
     p = add("service-delete", service_delete, "delete a service", "ID")
     p.add_argument("id", metavar="ID", help=f"service id: an integer below {UUID_VERSION}, a UUID from it on")
+
+    server_commands.add_parsers(add)
+    host_evacuate.add_parser(add)
 
 
 def _target_arguments(p: argparse.ArgumentParser) -> None:

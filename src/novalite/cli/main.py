@@ -1,4 +1,4 @@
-"""The ``novalite`` command: the servers (api, compute, up, db) and the novaclient-style client commands."""
+"""The ``novalite`` command: the servers (api, scheduler, compute, up, db) and the novaclient-style client commands."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def cmd_compute(args: argparse.Namespace) -> int:
         allocation_ratios={"cpu_allocation_ratio": compute.cpu_allocation_ratio,
                            "ram_allocation_ratio": compute.ram_allocation_ratio,
                            "disk_allocation_ratio": compute.disk_allocation_ratio},
+        nudge_host=compute.nudge_host,
+        nudge_port=compute.nudge_port,
+        work_poll_interval=settings.effective_work_poll_interval,
+        max_concurrent_builds=compute.max_concurrent_builds,
     ))
     return 0
 
@@ -77,7 +81,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     from novalite.cli.up import run_up
 
     return run_up(data_dir=args.data_dir, computes=args.computes, port=args.port,
-                  database_url=args.database_url, workers=args.workers, auth_strategy=args.auth_strategy)
+                  database_url=args.database_url, workers=args.workers, auth_strategy=args.auth_strategy,
+                  demo=args.demo)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from novalite.scheduler_service import default_host, run_scheduler
+
+    if args.data_dir and not args.config_file:
+        args.config_file = str(Path(args.data_dir) / "novalite.conf")
+    run_scheduler(_settings(args), args.host or default_host())
+    return 0
 
 
 def cmd_db_sync(args: argparse.Namespace) -> int:
@@ -125,11 +139,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--api-url", default=None, help="the control plane (default: [agent] api_url)")
     p.set_defaults(func=cmd_compute)
 
+    p = with_config(sub.add_parser("scheduler", help="place new servers and evacuations (nova-scheduler)"))
+    p.add_argument("--host", default=None,
+                   help="the host of its nova-scheduler service record (default: this machine's hostname)")
+    p.add_argument("--data-dir", default=None, help="join the stack `novalite up` runs on this dir")
+    p.set_defaults(func=cmd_scheduler)
+
     p = sub.add_parser("up", help="start the API and compute agents compute1..N on this machine")
     p.add_argument("--data-dir", default="./.novalite")
     p.add_argument("--computes", type=int, default=3)
     p.add_argument("--port", type=int, default=8774)
     p.add_argument("--database-url", default=None)
+    p.add_argument("--demo", action="store_true",
+                   help="boot 3 m1.tiny servers per compute host, then print how to fail and evacuate a host")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--auth-strategy", choices=config.AUTH_STRATEGIES, default="token")
     p.set_defaults(func=cmd_up)

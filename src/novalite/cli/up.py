@@ -1,6 +1,8 @@
-"""``novalite up``: the whole stack on one machine — the API and compute agents compute1..N.
+"""``novalite up``: the whole stack on one machine — the API, the scheduler and compute agents compute1..N.
 
-Each part runs as its own process, as on real hosts. Everything lives under the data dir:
+Each part runs as its own process, as on real hosts, started in this order: the API (once it answers),
+the scheduler (``novalite scheduler``, its service named after this machine), then the agents. If the
+API or the scheduler exits, the stack stops. Everything lives under the data dir:
 
     novalite.conf   the configuration every process reads
     admin-token     the admin credential (0600), accepted by the API with auth_strategy=token
@@ -129,7 +131,7 @@ def stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
 
 
 def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None, workers: int,
-           auth_strategy: str) -> int:
+           auth_strategy: str, demo: bool = False) -> int:
     paths = StackPaths(Path(data_dir).resolve())
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(exist_ok=True)
@@ -141,6 +143,8 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
     settings = config.load(paths.config)
     if auth_strategy == "keystone" and not settings.keystone_authtoken:
         raise SystemExit(f"--auth-strategy keystone needs a [keystone_authtoken] section in {paths.config}")
+    if demo and auth_strategy == "keystone":
+        raise SystemExit("--demo boots its servers with the admin token: use --auth-strategy token or noauth2")
     db_engine.sync(settings.database.connection)
     seed_flavors(settings.database.connection)
     if auth_strategy != "keystone":
@@ -160,10 +164,19 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
                       "--workers", str(workers)], paths.logs / "api.log")
         procs.append(api)
         wait_for_api(port, api)
+        scheduler = _spawn(["scheduler", "--config-file", str(paths.config)], paths.logs / "scheduler.log")
+        procs.append(scheduler)
         for i in range(1, computes + 1):
             procs.append(_spawn(["compute", "--host", f"compute{i}", "--data-dir", str(paths.data_dir)],
                                 paths.logs / f"compute{i}.log"))
-        print(f"novalite is up: API http://127.0.0.1:{port}/v2.1 ({auth_strategy} auth), "
+        # Steps that need the running stack (e.g. a demo workload) go here, before the banner.
+        if demo and computes:
+            from novalite.cli.demo import next_steps, run_demo
+
+            token = "admin:admin" if auth_strategy == "noauth2" else paths.admin_token.read_text().strip()
+            run_demo(f"http://127.0.0.1:{port}/v2.1", token, [f"compute{i}" for i in range(1, computes + 1)],
+                     lambda: stopping)
+        print(f"novalite is up: API http://127.0.0.1:{port}/v2.1 ({auth_strategy} auth), the scheduler, "
               f"{computes} compute agent(s): {', '.join(f'compute{i}' for i in range(1, computes + 1))}")
         if auth_strategy == "token":
             print(f"  admin token:  {paths.admin_token}")
@@ -174,11 +187,14 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
             print(f"  clouds.yaml:  {paths.clouds_yaml}  (cloud 'novalite')")
             print(f"  export OS_CLIENT_CONFIG_FILE={paths.clouds_yaml}")
             print("  then: openstack --os-cloud novalite compute service list --long")
+        if demo and computes:
+            print(next_steps(procs[-computes].pid, "compute1"))  # procs ends with compute1..N
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
-            if api.poll() is not None:
-                print(f"novalite api exited with {api.returncode}; stopping", file=sys.stderr)
-                return 1
+            for name, proc in (("api", api), ("scheduler", scheduler)):
+                if proc.poll() is not None:
+                    print(f"novalite {name} exited with {proc.returncode}; stopping (see its log)", file=sys.stderr)
+                    return 1
             time.sleep(0.2)
         return 0
     finally:
