@@ -31,6 +31,7 @@ import socket
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from novalite.asyncutils import sleep_unless_stopped
 from novalite.config import Settings
 from novalite.db import engine as db_engine
 from novalite.domain.conductor import Conductor, PassResult
@@ -73,11 +74,7 @@ class SchedulerService:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True if stopped."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await sleep_unless_stopped(self._stop, seconds)
 
     async def run(self) -> None:
         options = self.settings.scheduler

@@ -33,6 +33,7 @@ from novalite.agent.resources import ResourceReporter
 from novalite.agent.virt import load_driver
 from novalite.agent.virt.driver import ComputeDriver
 from novalite.agent.work import RETRY_DELAY, WorkRunner
+from novalite.asyncutils import sleep_unless_stopped
 from novalite.nudge import NudgeListener
 
 LOG = logging.getLogger("novalite.compute")
@@ -165,11 +166,7 @@ class ComputeAgent:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True if stopped."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await sleep_unless_stopped(self._stop, seconds)
 
     async def register(self) -> dict | None:
         failing = False

@@ -34,6 +34,7 @@ from typing import Protocol
 import requests
 
 from novalite.agent.virt.driver import ComputeDriver, GuestExists, GuestSpec, PowerState
+from novalite.asyncutils import sleep_unless_stopped
 from novalite.domain.host_work import DESTROY, POWER_OFF, POWER_ON, REBUILD, SPAWN, format_exception
 
 LOG = logging.getLogger("novalite.compute.work")
@@ -158,8 +159,7 @@ class WorkRunner:
                     LOG.exception("cannot report %d result(s)", len(self._ready))
                     failing = True
                 if failing:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), RETRY_DELAY)
+                    await sleep_unless_stopped(self._stop, RETRY_DELAY)
 
     # -- looking -----------------------------------------------------------------------------------
 
