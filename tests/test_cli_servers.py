@@ -426,7 +426,7 @@ def test_up_demo_boots_servers_and_its_next_steps_evacuate_a_host(tmp_path):
         step(2)
         rows = parse_table(step(3).stdout)
         assert {r["Server UUID"] for r in rows} == on_compute1
-        assert {(r["Evacuate Accepted"], r["Host"], r["Status"]) for r in rows} == {("True", "compute2", "SHUTOFF")}
+        assert {(r["Evacuate Accepted"], r["Host"], r["Status"]) for r in rows} == {("True", "compute2", "ACTIVE")}
         assert {r["Host"] for r in parse_table(step(4).stdout)} == {"compute2"}
         assert {r["Status"] for r in parse_table(step(5).stdout) if r["Type"] == "evacuation"} == {"done"}
     finally:

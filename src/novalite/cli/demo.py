@@ -97,7 +97,9 @@ def next_steps(agent_pid: int, host: str) -> str:
         (f"kill -9 {agent_pid}", f"{host}'s compute agent dies"),
         (f"{nl} host-evacuate {host}", f"refused: {host} still counts as up"),
         (f"{nl} service-force-down {host}", "fence it: down at once"),
-        (f"{nl} host-evacuate {host}", "its servers move: live progress, then a table"),
+        # Below 2.95 an evacuated server comes back running; from 2.95 Nova leaves it stopped (spec 6).
+        (f"{nl} --os-compute-api-version 2.94 host-evacuate {host}",
+         "its servers move and run elsewhere: live progress, then a table"),
         (f"{nl} list --long", "where everything runs now"),
         (f"{nl} migration-list", "one evacuation migration per server"),
     ]
