@@ -111,6 +111,58 @@ class SchedulerOpts:
 
 
 @dataclass
+class MonitorOpts:
+    """The fault monitor (``novalite monitor``) and the compute agents' heartbeats to it.
+
+    Agents send a small HMAC-signed UDP heartbeat every ``heartbeat_interval`` to ``heartbeat_address``
+    (empty: no monitor). The monitor listens on listen_host:listen_port, probes a silent host as a
+    second channel, and acts through the public compute API (credentials: OS_* / clouds.yaml).
+    """
+
+    # Both sides: the shared HMAC-SHA256 key (a file, 0600, as the other secrets) and the beat period.
+    heartbeat_key_file: str = ""
+    heartbeat_interval: float = 0.1
+    # The agents' side: where the monitor listens ("host:port"; empty means no monitor).
+    heartbeat_address: str = ""
+    # The monitor's side.
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8795
+    suspect_after: int = 3  # missed heartbeat intervals before a host is suspect
+    probe_attempts: int = 3  # unanswered probes (the second channel) before a suspect host has failed
+    probe_interval: float = 0.05
+    fencer: str = "none"  # none | command | redfish | ipmi; per-host settings in [fence:<host>] sections
+    allow_unfenced: bool = False  # fencer "none" acts only with this explicit, unsafe setting
+    fence_timeout: float = 30.0
+    fence_poll_interval: float = 0.2  # seconds between two power-state reads while a fencer waits for "off"
+    # The command fencer's argv for hosts without a [fence:<host>] command, run without a shell; "{host}" is
+    # replaced by the host's name. Exit status 0 must mean "powered off, and confirmed".
+    fence_command: str = ""
+    min_alive_share: float = 0.5  # quorum: act only while at least this share of known hosts beats
+    max_failed_share: float = 0.5  # mass failure: hold and alert when more than this share fails at once
+    max_hosts_per_cycle: int = 10
+    evacuation_workers: int = 16
+    evacuation_retries: int = 3
+    evacuation_timeout: float = 300.0
+    # Seconds before the first retry of a failed evacuation (or API call); each further retry waits twice as
+    # long, so a retry can find room that appears meanwhile (a host added or returned).
+    evacuation_retry_delay: float = 1.0
+    # Seconds between two looks at the servers still on a failed host while their evacuations run (one
+    # listing per look, whatever the number of servers), and the first wait between two force-up attempts.
+    poll_interval: float = 0.1
+    # Host return: how long to keep asking Nova to force the host up while it refuses (spec 3.6: `done`
+    # evacuations remain until the host's compute restarts and cleans up).
+    force_up_timeout: float = 600.0
+    leave_disabled: bool = False  # after a host returns: force it up but leave it disabled
+    reserved_hosts: str = ""  # comma-separated spare hosts, used first as evacuation targets
+    evacuable_metadata_key: str = ""  # opt-in: only servers with this metadata key set to true
+    evacuable_extra_spec: str = ""  # opt-in: only servers whose flavor has this extra spec set to true
+    priority_metadata_key: str = "novalite:priority"  # higher first
+    state_path: str = ""  # the monitor's journal (SQLite); empty: <config dir>/monitor.sqlite
+    metrics_port: int = 0  # Prometheus /metrics on listen_host; 0: off
+    os_cloud: str = ""  # the clouds.yaml cloud to use; empty: OS_* variables
+
+
+@dataclass
 class DatabaseOpts:
     connection: str = "sqlite:///novalite.sqlite"
 
@@ -128,10 +180,13 @@ class Settings:
     agent: AgentOpts = field(default_factory=AgentOpts)
     compute: ComputeOpts = field(default_factory=ComputeOpts)
     scheduler: SchedulerOpts = field(default_factory=SchedulerOpts)
+    monitor: MonitorOpts = field(default_factory=MonitorOpts)
     database: DatabaseOpts = field(default_factory=DatabaseOpts)
     oslo_policy: PolicyOpts = field(default_factory=PolicyOpts)
     # Passed unchanged to keystonemiddleware's auth_token (auth_url, www_authenticate_uri, …).
     keystone_authtoken: dict[str, str] = field(default_factory=dict)
+    # [fence:<host>] sections: each host's fencing settings (BMC address, credentials, command), by host.
+    fence_hosts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def effective_service_down_time(self) -> float:
@@ -219,6 +274,9 @@ def _coerce(value: str, like: object) -> object:
 def _set(settings: Settings, group: str, option: str, value: str) -> None:
     if group == "keystone_authtoken":
         settings.keystone_authtoken[option] = value
+        return
+    if group.startswith("fence:") and group != "fence:":
+        settings.fence_hosts.setdefault(group[len("fence:"):], {})[option] = value
         return
     opts = getattr(settings, group, None)
     if opts is None or not dataclasses.is_dataclass(opts):

@@ -18,6 +18,8 @@ Start, in Nova's order (Service.start, then ComputeManager.init_host):
 5. only then heartbeat, report resources and work, as three tasks: a host that comes back never
    counts as up while it still holds a copy of a server that now runs elsewhere. If the control plane
    cannot be reached during 3 or 4, the agent keeps trying and does not heartbeat meanwhile.
+   With a fault monitor ([monitor] heartbeat_address), its UDP heartbeats (monitor/detection.py) start
+   then too: a returning host reads as returned only once its evacuated copies are gone.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from novalite.agent.virt import load_driver
 from novalite.agent.virt.driver import ComputeDriver
 from novalite.agent.work import RETRY_DELAY, WorkRunner
 from novalite.asyncutils import sleep_unless_stopped
+from novalite.monitor.detection import HeartbeatSender
 from novalite.nudge import NudgeListener
 
 LOG = logging.getLogger("novalite.compute")
@@ -67,6 +70,11 @@ class AgentConfig:
     work_poll_interval: float = 10.0
     # Builds run at once ([compute] max_concurrent_builds; 0: no limit).
     max_concurrent_builds: int = 10
+    # The fault monitor's heartbeats ([monitor] heartbeat_address, the key of heartbeat_key_file,
+    # heartbeat_interval); no address: none are sent.
+    heartbeat_address: str = ""
+    heartbeat_key: bytes = b""
+    heartbeat_interval: float = 0.1
 
 
 class AgentApi:
@@ -281,6 +289,10 @@ class ComputeAgent:
             return
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.heartbeat_forever())
+            if self.config.heartbeat_address:  # the monitor's own channel, beside the control plane's
+                tasks.create_task(HeartbeatSender(self.config.host, self.config.heartbeat_key,
+                                                  self.config.heartbeat_address,
+                                                  self.config.heartbeat_interval).run(self._stop))
             tasks.create_task(self.reporter.report_forever(self._stop.is_set))
             tasks.create_task(self.work.run())
 

@@ -1,0 +1,308 @@
+"""Failover benchmarks for the fault monitor (issue 4). Each part is one function registered in PARTS.
+
+Part ``detection``: how fast and how exactly the monitor's Detector (src/novalite/monitor/detection.py)
+tells a dead host at scale. One sender process simulates N hosts (default 1,000) heartbeating every
+interval (default 0.1 s: 10,000 datagrams/s) with the real wire format from one UDP socket, spread
+evenly over the interval, and answers the Detector's probes for them. The Detector runs in this process,
+alone on its event loop. Induced silences, at random moments and to distinct hosts:
+
+- ``deaths``: a host stops beating and answering probes for 1.5 s, then resumes (HostReturned);
+- ``mutes``: a host stops beating but keeps answering probes (heartbeat channel lost): never failed.
+
+Reported: last beat sent → HostFailed and failure (the first missed beat's due time) → HostFailed, median
+/ p99 / max; how long beats wait before the Detector takes them (its clock minus the sender's, sampled
+from hosts()); the event loop's lag (a 10 ms timer's lateness); the Detector's CPU share of one core
+(process time / wall time, this process); datagrams sent, taken and dropped by the kernel; false,
+missed and mute failures. Nothing asserts: it measures.
+
+    .venv/bin/python bench/failover.py                                   # every part
+    .venv/bin/python bench/failover.py --parts detection --hosts 1000,2000 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import multiprocessing
+import random
+import secrets
+import select
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from novalite.monitor.detection import (  # noqa: E402
+    Detector,
+    HostFailed,
+    HostReturned,
+    decode_probe,
+    encode_beat,
+    encode_probe_reply,
+)
+from novalite.nudge import parse_address  # noqa: E402
+
+SILENCE = 1.5  # seconds each induced silence lasts
+WARM_UP = 1.0  # seconds before anything is measured or silenced
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+# The sender: N simulated hosts in one process.
+
+@dataclass
+class Silence:
+    host: str
+    mode: str  # "dead" | "mute"
+    start: float  # seconds after the sender's start
+    end: float
+
+
+def simulate_hosts(conn, key: bytes, address: str, names: list[str], interval: float, seconds: float,
+                   silences: list[Silence]) -> None:
+    """Beat for ``names`` until ``seconds`` have passed; send back what was sent and when."""
+    target = parse_address(address)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    by_host = {s.host: s for s in silences}
+    incarnations = {name: secrets.randbits(64) for name in names}
+    seqs = dict.fromkeys(names, 0)
+    last_sent_ns: dict[str, int] = {}  # per silenced host: its last beat before the silence
+    failure_wall: dict[str, float] = {}  # per silenced host: when its first missed beat was due
+    n = len(names)
+    phases = [i * interval / n for i in range(n)]
+    sent = replies = 0
+    behind: list[float] = []
+    t0 = time.monotonic()
+    wall0 = time.time()
+    end = t0 + seconds
+    round_, i = 0, 0
+    while True:
+        due = t0 + round_ * interval + phases[i]
+        if due >= end:
+            break
+        now = time.monotonic()
+        if due > now:
+            readable, _, _ = select.select([sock], [], [], due - now)
+            if readable:
+                replies += _answer(sock, key, by_host, t0)
+            continue
+        behind.append(now - due)
+        name = names[i]
+        silence = by_host.get(name)
+        offset = due - t0
+        if silence is not None and silence.start <= offset < silence.end:
+            failure_wall.setdefault(name, wall0 + offset)
+        else:
+            sent_ns = time.time_ns()
+            try:
+                sock.sendto(encode_beat(key, name, seqs[name], sent_ns, incarnations[name]), target)
+                sent += 1
+            except BlockingIOError:
+                pass
+            seqs[name] += 1
+            if silence is not None and offset < silence.start:
+                last_sent_ns[name] = sent_ns
+        i += 1
+        if i == n:
+            i, round_ = 0, round_ + 1
+    conn.send({"end_wall": time.time(), "sent": sent, "replies": replies, "last_sent_ns": last_sent_ns,
+               "failure_wall": failure_wall, "behind_p99": p99(behind) if behind else 0.0})
+    conn.close()
+
+
+def _answer(sock: socket.socket, key: bytes, by_host: dict[str, Silence], t0: float) -> int:
+    answered = 0
+    while True:
+        try:
+            data, source = sock.recvfrom(2048)
+        except BlockingIOError:
+            return answered
+        probe = decode_probe(key, data)
+        if probe is None:
+            continue
+        silence = by_host.get(probe.host)
+        offset = time.monotonic() - t0
+        if silence is not None and silence.mode == "dead" and silence.start <= offset < silence.end:
+            continue
+        sock.sendto(encode_probe_reply(key, probe.host, probe.nonce), source)
+        answered += 1
+
+
+# The detector's side.
+
+@dataclass
+class DetectionRun:
+    hosts: int
+    interval: float
+    seconds: float
+    last_beat_to_failed: list[float] = field(default_factory=list)
+    failure_to_failed: list[float] = field(default_factory=list)
+    queueing: list[float] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)
+    cpu_share: float = 0.0
+    sent: int = 0
+    taken: int = 0
+    kernel_drops: int | None = None
+    false_failures: int = 0
+    missed: int = 0
+    mute_failed: int = 0
+    returned: int = 0
+    deaths: int = 0
+    mutes: int = 0
+    sender_behind_p99: float = 0.0
+
+
+def _kernel_drops(port: int) -> int | None:
+    """The drops counter of the UDP socket bound to ``port`` (/proc/net/udp), if there is one."""
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            return int(fields[-1])
+    return None
+
+
+async def _measure_loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        planned = time.monotonic() + 0.01
+        await asyncio.sleep(0.01)
+        samples.append(time.monotonic() - planned)
+
+
+async def _sample_queueing(detector: Detector, samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        for health in detector.hosts().values():
+            if health.state == "alive" and health.last_sent_wall:
+                samples.append(health.last_beat_wall - health.last_sent_wall)
+
+
+async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mutes: int) -> DetectionRun:
+    key = secrets.token_bytes(32)
+    names = [f"sim{i:05d}" for i in range(hosts)]
+    rng = random.Random(4)
+    chosen = rng.sample(names, deaths + mutes)
+    silences = [Silence(name, "dead" if k < deaths else "mute", start, start + SILENCE)
+                for k, name in enumerate(chosen)
+                for start in [rng.uniform(WARM_UP + 1, seconds - SILENCE - 1.0)]]
+    detector = Detector(key, interval=interval)
+    await detector.start("127.0.0.1", 0)
+    port = int(detector.address.rsplit(":", 1)[1])
+    drops_before = _kernel_drops(port) or 0
+    events: list[object] = []
+
+    async def collect():
+        async for event in detector.events():
+            events.append(event)
+
+    collector = asyncio.create_task(collect())
+    stop = asyncio.Event()
+    run = DetectionRun(hosts, interval, seconds, deaths=deaths, mutes=mutes)
+    receiver, sender_end = multiprocessing.Pipe(duplex=False)
+    sender = multiprocessing.get_context("spawn").Process(
+        target=simulate_hosts, args=(sender_end, key, detector.address, names, interval, seconds, silences))
+    sender.start()
+    await asyncio.sleep(WARM_UP + 0.5)  # the spawned interpreter starts, every host beats once at least
+    lag_task = asyncio.create_task(_measure_loop_lag(run.loop_lag, stop))
+    queue_task = asyncio.create_task(_sample_queueing(detector, run.queueing, stop))
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    result = await asyncio.to_thread(receiver.recv)
+    run.cpu_share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    stop.set()
+    await asyncio.gather(lag_task, queue_task)
+    sender.join()
+    run.kernel_drops = None if (drops := _kernel_drops(port)) is None else drops - drops_before
+    detector.close()
+    await collector
+
+    run.sent, run.taken, run.sender_behind_p99 = result["sent"], detector.stats.beats, result["behind_p99"]
+    by_host = {s.host: s for s in silences}
+    events = [e for e in events if (e.detected_wall if isinstance(e, HostFailed) else e.at) < result["end_wall"]]
+    for event in events:
+        if not isinstance(event, HostFailed):
+            continue
+        silence = by_host.get(event.host)
+        if silence is None:
+            run.false_failures += 1
+        elif silence.mode == "mute":
+            run.mute_failed += 1
+        else:
+            run.last_beat_to_failed.append(event.detected_wall - result["last_sent_ns"][event.host] / 1e9)
+            run.failure_to_failed.append(event.detected_wall - result["failure_wall"][event.host])
+    run.missed = deaths - len(run.last_beat_to_failed)
+    run.returned = sum(1 for e in events if isinstance(e, HostReturned) and by_host.get(e.host, None) is not None)
+    return run
+
+
+def detection(args: argparse.Namespace) -> list[DetectionRun]:
+    runs = []
+    for hosts in args.hosts:
+        print(f"detection: {hosts} hosts every {args.interval} s for {args.seconds} s ...", flush=True)
+        runs.append(asyncio.run(_detect(hosts, args.interval, args.seconds, args.deaths, args.mutes)))
+    print_detection(runs)
+    return runs
+
+
+def print_detection(runs: list[DetectionRun]) -> None:
+    def ms(values: list[float]) -> str:
+        if not values:
+            return f"{'-':>8} {'-':>8} {'-':>8}"
+        return f"{statistics.median(values) * 1e3:>8.1f} {p99(values) * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
+
+    print()
+    for run in runs:
+        rate = run.hosts / run.interval
+        print(f"detection — {run.hosts:,} hosts × {1 / run.interval:g} beats/s = {rate:,.0f} datagrams/s for "
+              f"{run.seconds:g} s; {run.deaths} deaths, {run.mutes} lost heartbeat channels")
+        print(f"  {'':<36} {'median':>8} {'p99':>8} {'max':>8}   (ms)")
+        print(f"  {'last beat sent → HostFailed':<36} {ms(run.last_beat_to_failed)}")
+        print(f"  {'failure → HostFailed':<36} {ms(run.failure_to_failed)}")
+        print(f"  {'beat sent → taken by the detector':<36} {ms(run.queueing)}")
+        print(f"  {'event-loop lag (10 ms timer)':<36} {ms(run.loop_lag)}")
+        print(f"  detector CPU: {run.cpu_share * 100:.1f} % of one core "
+              f"({run.cpu_share * 1e6 / rate:.1f} µs per datagram)")
+        print(f"  datagrams: {run.sent:,} sent, {run.taken:,} taken, kernel drops {run.kernel_drops}; "
+              f"sender p99 behind schedule {run.sender_behind_p99 * 1e3:.1f} ms")
+        print(f"  failures: {len(run.last_beat_to_failed)}/{run.deaths} detected, {run.missed} missed, "
+              f"{run.false_failures} false, {run.mute_failed}/{run.mutes} lost-channel hosts failed; "
+              f"{run.returned} returned")
+        print()
+
+
+PARTS = {"detection": detection}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--hosts", default="1000", type=lambda v: [int(x) for x in v.split(",")],
+                        help="simulated hosts (detection), comma-separated for several runs")
+    parser.add_argument("--interval", type=float, default=0.1, help="heartbeat interval (detection)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each detection run")
+    parser.add_argument("--deaths", type=int, default=40, help="induced host deaths per detection run")
+    parser.add_argument("--mutes", type=int, default=10, help="induced heartbeat-channel losses per run")
+    parser.add_argument("--verbose", action="store_true", help="log every detection (else errors only)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(asctime)s %(name)s: %(message)s")
+    for part in args.parts.split(","):
+        PARTS[part](args)
+
+
+if __name__ == "__main__":
+    main()
