@@ -1,0 +1,370 @@
+"""The evacuation of one failed host's servers, through the public compute API (recovery.py's step 4-5).
+
+- Plan: the servers still on the host (admin listing, all_tenants, host filter) that opted in
+  (gates.opt_in), by priority ([monitor] priority_metadata_key, higher first; Nova's listing order within a
+  priority); spare hosts ([monitor] reserved_hosts) are the explicit targets of first attempts while their
+  free RAM and disk hold the flavor, the other servers go to the scheduler. Each planned server is journaled
+  with the status it had, so a resumed recovery restores what ran before the failure, not what it finds.
+- Move: at most evacuation_workers evacuate requests at once, taken in priority order. Before each evacuate
+  the server is read again: one already off the host has moved, one whose task_state is set is in flight,
+  and neither is evacuated again (never two evacuations of one server at once; Nova's own guards — 409 on a
+  task_state, 400 from an up source — back this up).
+- Track: one listing of what is still on the host every poll_interval, whatever the number of servers; a
+  server gone from it is read once. A server rests when its task_state is null: ACTIVE or SHUTOFF on
+  another host is moved, anything else on the failed host is a failed attempt, retried evacuation_retries
+  times, each after twice the last delay (so room that appears meanwhile is found).
+- Restore: a moved server is brought back to its planned status (os-start / os-stop): from 2.95 Nova lands
+  every evacuated server SHUTOFF (spec 6), and an ERROR server (a failed attempt) lands ACTIVE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from novalite.client import ApiError, ApiVersion, ClientError, ComputeClient
+from novalite.config import MonitorOpts
+from novalite.monitor import gates
+from novalite.monitor.journal import Journal
+
+COMPUTE = "nova-compute"
+HYPERVISOR_STATS_VERSION = ApiVersion(2, 87)  # 2.88 dropped free_ram_mb and free_disk_gb from the detail
+RESTING = ("ACTIVE", "SHUTOFF")
+REBUILD_TASK_STATES = ("rebuilding", "rebuild_block_device_mapping", "rebuild_spawning")
+LOG = logging.getLogger("novalite.monitor")
+
+
+def transient(error: BaseException) -> bool:
+    """An API call worth repeating: no answer (keystoneauth's connection errors) or a 5xx."""
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    if isinstance(error, ApiError):
+        return error.status >= 500
+    return isinstance(error, ks_exceptions.ConnectionError)
+
+
+class ApiCalls:
+    """The ComputeClient's blocking calls, run in a thread pool off the event loop."""
+
+    def __init__(self, client: ComputeClient, opts: MonitorOpts, threads: int):
+        self.client = client
+        self.opts = opts
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="monitor-api")
+        client.allow_parallel(threads)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def retrying(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """An idempotent call, repeated while the API does not answer (or answers 5xx)."""
+        delay = self.opts.evacuation_retry_delay
+        for attempt in range(self.opts.evacuation_retries + 1):
+            try:
+                return await self.call(fn, *args, **kwargs)
+            except Exception as error:
+                if attempt == self.opts.evacuation_retries or not transient(error):
+                    raise
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def server(self, server_id: str) -> dict | None:
+        """The server, or None once it is deleted."""
+        try:
+            return await self.retrying(self.client.get_server, server_id)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+
+@dataclass
+class Move:
+    """One server to evacuate, as planned."""
+
+    server_id: str
+    status: str  # what it was before the failure, restored after the move
+    priority: int
+    ram_mb: int
+    disk_gb: int
+    target: str | None = None  # a spare host for the first attempt
+
+
+@dataclass(frozen=True)
+class Tally:
+    moved: int  # by this recovery, a run interrupted before this one included
+    failed: int
+    skipped: int  # not opted in, or deleted meanwhile
+
+
+class _Tracking:
+    """The servers of one host whose evacuation is in flight, and who waits for each."""
+
+    def __init__(self, host: str):
+        self.host = host
+        self.waiting: dict[str, asyncio.Future] = {}
+        self.wake = asyncio.Event()
+
+    async def wait(self, server_id: str, timeout: float) -> dict | None:
+        """The server once Nova is done with it (task_state null), None once deleted; TimeoutError."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[server_id] = future
+        self.wake.set()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.waiting.pop(server_id, None)
+
+    def settle(self, server_id: str, server: dict | None) -> None:
+        future = self.waiting.get(server_id)
+        if future is not None and not future.done():
+            future.set_result(server)
+
+
+def where(server: dict | None, source: str) -> str:
+    """Where one server's evacuation from ``source`` stands."""
+    if server is None:
+        return "gone"
+    task_state, status = server.get("OS-EXT-STS:task_state"), server.get("status")
+    if server.get("OS-EXT-SRV-ATTR:host") != source:
+        if task_state is None and status in RESTING:
+            return "moved"
+        return "in-flight" if task_state is not None else f"failed elsewhere ({status})"
+    if task_state in REBUILD_TASK_STATES:
+        return "in-flight"
+    if task_state is not None:
+        return f"busy (task_state {task_state})"
+    return "ready"
+
+
+class Evacuator:
+    """Evacuates failed hosts' servers; evacuation_workers bounds the requests of all hosts together."""
+
+    def __init__(self, api: ApiCalls, journal: Journal, opts: MonitorOpts):
+        self.api = api
+        self.client = api.client
+        self.journal = journal
+        self.opts = opts
+        self._slots = asyncio.Semaphore(opts.evacuation_workers)
+        self._flavors: dict[str, dict] = {}
+
+    async def run(self, host: str, recovery_id: str) -> Tally:
+        servers = await self.api.retrying(self.client.list_servers, all_tenants="1", host=host)
+        # What an earlier run of this recovery planned (each server's status before the failure), and the
+        # last thing it noted per server.
+        history = self.journal.events(recovery_id=recovery_id)
+        plan = {e.server: e.detail for e in history if e.kind == "planned"}
+        last = {e.server: e.kind for e in history if e.server}
+        moves, skipped = [], 0
+        for server in servers:
+            held = await self._opt_in(server)
+            if held:
+                skipped += 1
+                if server["id"] not in last:
+                    self.journal.record(host, recovery_id, "skipped", server=server["id"], rule=gates.OPT_IN,
+                                        reason=held)
+                continue
+            status = plan.get(server["id"], {}).get("status") or server.get("status", "")
+            moves.append(await self._move_of(server, status))
+        # Planned by an interrupted run, off the host since, not yet seen landed: landed or in flight.
+        listed = {server["id"] for server in servers}
+        moves += [Move(sid, detail.get("status", ""), detail.get("priority", 0), 0, 0) for sid, detail in plan.items()
+                  if sid not in listed and last.get(sid) not in ("landed", "skipped")]
+        moves.sort(key=lambda move: -move.priority)  # stable: Nova's listing order within a priority
+        await self._assign_spares(host, recovery_id, [m for m in moves if m.server_id in listed])
+        for move in moves:
+            if move.server_id not in plan:
+                self.journal.record(host, recovery_id, "planned", server=move.server_id, status=move.status,
+                                    priority=move.priority, target=move.target)
+        tracking = _Tracking(host)
+        tracker = asyncio.ensure_future(self._track(tracking))
+        try:
+            outcomes = await asyncio.gather(*(self._move(tracking, recovery_id, move) for move in moves))
+        finally:
+            tracker.cancel()
+        moved = len({e.server for e in self.journal.events(recovery_id=recovery_id, kind="landed")})
+        return Tally(moved, outcomes.count("failed"), skipped + outcomes.count("skipped"))
+
+    # -- planning -------------------------------------------------------------------------------------
+
+    async def _flavor(self, server: dict) -> dict:
+        """The server's flavor: embedded from 2.47, else looked up by id (once)."""
+        flavor = server.get("flavor") or {}
+        if "ram" in flavor:
+            return flavor
+        flavor_id = str(flavor.get("id"))
+        if flavor_id not in self._flavors:
+            found = dict(await self.api.retrying(self.client.find_flavor, flavor_id))
+            if self.opts.evacuable_extra_spec:
+                found["extra_specs"] = await self.api.retrying(self.client.flavor_extra_specs, flavor_id)
+            self._flavors[flavor_id] = found
+        return self._flavors[flavor_id]
+
+    async def _opt_in(self, server: dict) -> str | None:
+        extra_specs = None
+        if self.opts.evacuable_extra_spec:
+            extra_specs = (await self._flavor(server)).get("extra_specs") or {}
+        return gates.opt_in(server, self.opts.evacuable_metadata_key, self.opts.evacuable_extra_spec, extra_specs)
+
+    async def _move_of(self, server: dict, status: str) -> Move:
+        flavor = await self._flavor(server)
+        try:
+            priority = int((server.get("metadata") or {}).get(self.opts.priority_metadata_key, 0))
+        except ValueError:
+            priority = 0
+        disk = (flavor.get("disk") or 0) + (flavor.get("OS-FLV-EXT-DATA:ephemeral") or flavor.get("ephemeral") or 0)
+        swap = flavor.get("swap") or 0  # MB; the flavors API shows "" for none
+        return Move(server["id"], status, priority, int(flavor.get("ram") or 0),
+                    int(disk + math.ceil((swap if isinstance(swap, int) else 0) / 1024)))
+
+    async def _assign_spares(self, host: str, recovery_id: str, moves: list[Move]) -> None:
+        """Spare hosts as first targets, in priority order, while their free RAM and disk (as the hypervisor
+        reports them, i.e. at allocation ratio 1) hold the flavor; vCPUs are not counted (the compute API
+        does not show the overcommit). A spare kept disabled is enabled for it, as Masakari's reserved_host
+        method does; one that is not up, or that the monitor disabled (recovered or returned), is not used."""
+        spares = [name for name in (h.strip() for h in self.opts.reserved_hosts.split(",")) if name and name != host]
+        if not spares or not moves:
+            return
+        services = {s["host"]: s for s in await self.api.retrying(self.client.list_services, binary=COMPUTE)}
+        stats = ComputeClient(self.client.adapter, min(self.client.version, HYPERVISOR_STATS_VERSION))
+        room: dict[str, list[int]] = {}
+        for hypervisor in await self.api.retrying(stats.list_hypervisors_detail):
+            spare = (hypervisor.get("service") or {}).get("host")
+            service = services.get(spare)
+            if spare not in spares or spare in room or service is None or service.get("state") != "up":
+                continue
+            if (service.get("disabled_reason") or "").startswith(gates.MARKER_PREFIX):
+                continue
+            room[spare] = [hypervisor.get("free_ram_mb") or 0, hypervisor.get("free_disk_gb") or 0]
+        for move in moves:
+            for spare in (s for s in spares if s in room):
+                if room[spare][0] >= move.ram_mb and room[spare][1] >= move.disk_gb:
+                    move.target = spare
+                    room[spare][0] -= move.ram_mb
+                    room[spare][1] -= move.disk_gb
+                    break
+        for spare in dict.fromkeys(m.target for m in moves if m.target):
+            if services[spare].get("status") != "disabled":
+                continue
+            try:
+                await self.api.retrying(self.client.enable, spare)
+            except ClientError as error:
+                self.journal.record(host, recovery_id, "spare_unusable", spare=spare, reason=str(error))
+                for move in moves:
+                    move.target = None if move.target == spare else move.target
+                continue
+            self.journal.record(host, recovery_id, "spare_enabled", spare=spare,
+                                was=services[spare].get("disabled_reason"))
+
+    # -- moving one server ----------------------------------------------------------------------------
+
+    async def _move(self, tracking: _Tracking, recovery_id: str, move: Move) -> str:
+        """Evacuate one server until it rests elsewhere: "landed", "failed" or "skipped" (deleted)."""
+        host, sid = tracking.host, move.server_id
+        delay = self.opts.evacuation_retry_delay
+        attempts = self.opts.evacuation_retries + 1
+        for attempt in range(1, attempts + 1):
+            error = None
+            async with self._slots:
+                server = await self.api.server(sid)
+                state = where(server, host)
+                if state == "gone":
+                    self.journal.record(host, recovery_id, "skipped", server=sid, reason="the server was deleted")
+                    return "skipped"
+                if state == "moved":
+                    return await self._landed(tracking, recovery_id, move, server, already=True)
+                if state == "ready":
+                    target = move.target if attempt == 1 else None
+                    try:
+                        await self.api.call(self.client.evacuate, sid, target)
+                        self.journal.record(host, recovery_id, "evacuation_accepted", server=sid, attempt=attempt,
+                                            target=target)
+                    except ApiError as refused:
+                        # A 409 for a server whose task_state got set meanwhile: in flight after all.
+                        if refused.status != 409 or where(await self.api.server(sid), host) != "in-flight":
+                            error = f"refused: {refused.message}"
+                elif state == "in-flight":
+                    self.journal.record(host, recovery_id, "in_flight", server=sid,
+                                        task_state=server.get("OS-EXT-STS:task_state"))
+                else:
+                    error = f"cannot evacuate: {state}"
+            if error is None:
+                try:
+                    server = await tracking.wait(sid, self.opts.evacuation_timeout)
+                except TimeoutError:
+                    # Still in flight: evacuating it again would be refused, and would be a second copy.
+                    self.journal.record(host, recovery_id, "evacuation_timeout", server=sid,
+                                        seconds=self.opts.evacuation_timeout)
+                    return "failed"
+                state = where(server, host)
+                if state == "gone":
+                    self.journal.record(host, recovery_id, "skipped", server=sid, reason="the server was deleted")
+                    return "skipped"
+                if state == "moved":
+                    return await self._landed(tracking, recovery_id, move, server)
+                error = (server.get("fault") or {}).get("message") or f"the server is {server.get('status')}"
+            self.journal.record(host, recovery_id, "evacuation_failed", server=sid, attempt=attempt, reason=error)
+            if state.startswith("failed elsewhere") or attempt == attempts:
+                break
+            self.journal.record(host, recovery_id, "retry", server=sid, attempt=attempt + 1, delay=delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+        self.journal.record(host, recovery_id, "gave_up", server=sid, attempts=attempt)
+        return "failed"
+
+    async def _landed(self, tracking: _Tracking, recovery_id: str, move: Move, server: dict,
+                      already: bool = False) -> str:
+        status = server.get("status")
+        self.journal.record(tracking.host, recovery_id, "landed", server=move.server_id,
+                            on=server.get("OS-EXT-SRV-ATTR:host"), status=status,
+                            **({"already": True} if already else {}))
+        restore = {("ACTIVE", "SHUTOFF"): ("start", self.client.start_server),
+                   ("SHUTOFF", "ACTIVE"): ("stop", self.client.stop_server)}.get((move.status, status))
+        if restore is not None:
+            action, call = restore
+            try:
+                await self.api.retrying(call, move.server_id)
+                self.journal.record(tracking.host, recovery_id, "power_restored", server=move.server_id,
+                                    action=action, was=move.status)
+            except ClientError as error:
+                self.journal.record(tracking.host, recovery_id, "power_restore_failed", server=move.server_id,
+                                    action=action, reason=str(error))
+        return "landed"
+
+    async def _track(self, tracking: _Tracking) -> None:
+        """Every poll_interval while servers are in flight: one listing of what is still on the host;
+        a server gone from it is read once (it landed, or is on its way, or was deleted)."""
+        while True:
+            if not tracking.waiting:
+                await tracking.wake.wait()
+                tracking.wake.clear()
+            await asyncio.sleep(self.opts.poll_interval)
+            # Only servers already waiting before the listing was asked for: their acceptance (task_state
+            # set) was committed by then, so a null task_state in it means the attempt is over.
+            asked = list(tracking.waiting)
+            try:
+                still = {s["id"]: s for s in await self.api.call(
+                    self.client.list_servers, all_tenants="1", host=tracking.host)}
+            except Exception as error:  # look again next time; the waits have their own timeout
+                LOG.warning("cannot list the servers of %s: %s", tracking.host, error)
+                continue
+            left = []
+            for sid in asked:
+                if sid not in still:
+                    left.append(sid)
+                elif still[sid].get("OS-EXT-STS:task_state") is None:
+                    tracking.settle(sid, still[sid])
+            found = await asyncio.gather(*(self.api.server(sid) for sid in left), return_exceptions=True)
+            for sid, server in zip(left, found, strict=True):
+                if isinstance(server, BaseException):
+                    continue
+                if server is None or server.get("OS-EXT-STS:task_state") is None:
+                    tracking.settle(sid, server)
