@@ -394,7 +394,7 @@ def test_host_evacuate_on_a_terminal_redraws_one_status_line(stack):
 
 def test_up_demo_boots_servers_and_its_next_steps_evacuate_a_host(tmp_path):
     data_dir, port = tmp_path / "stack", free_port()
-    up = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "up", "--demo", "--computes", "2",
+    up = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "up", "--demo", "--no-monitor", "--computes", "2",
                            "--data-dir", str(data_dir), "--port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                           env=client_env())

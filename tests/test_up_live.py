@@ -100,7 +100,7 @@ def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
             joined.wait(timeout=10)
 
         children = _children_of(up.pid)
-        assert len(children) == 4  # the API master, the scheduler and two agents
+        assert len(children) == 5  # the API master, the scheduler, the monitor and two agents
         os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         assert up.wait(timeout=30) == 0
         wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=15,

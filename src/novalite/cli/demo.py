@@ -89,10 +89,22 @@ def run_demo(endpoint: str, token: str, hosts: list[str], stopping: Callable[[],
     return placed
 
 
-def next_steps(agent_pid: int, host: str) -> str:
-    """What to try on the demo servers, as commands to paste after the banner's export line."""
+def next_steps(agent_pid: int, host: str, monitor: bool = False, data_dir: Path | None = None) -> str:
+    """What to try on the demo servers, as commands to paste after the banner's export line: with the fault
+    monitor, a kill and a look at what it did; without it (up --no-monitor), the evacuation by hand."""
     cli = Path(sys.executable).with_name("novalite")
     nl = f"{cli if cli.exists() else 'novalite'} --os-cloud novalite"
+    if monitor:
+        novalite = cli if cli.exists() else "novalite"
+        where = f" --data-dir {data_dir}" if data_dir else ""
+        steps = [
+            (f"kill -9 {agent_pid}", f"{host} dies: the monitor fences it, forces it down and evacuates it"),
+            (f"{nl} list --long", "a second later: every server runs elsewhere"),
+            (f"{novalite} monitor events{where}", "what the monitor decided and did, and when"),
+            (f"{novalite} compute --host {host}{where}",
+             f"{host} returns: it cleans up, the monitor forces it up and enables it"),
+        ]
+        return _steps_text(steps)
     steps = [
         (f"kill -9 {agent_pid}", f"{host}'s compute agent dies"),
         (f"{nl} host-evacuate {host}", f"refused: {host} still counts as up"),
@@ -103,6 +115,10 @@ def next_steps(agent_pid: int, host: str) -> str:
         (f"{nl} list --long", "where everything runs now"),
         (f"{nl} migration-list", "one evacuation migration per server"),
     ]
+    return _steps_text(steps)
+
+
+def _steps_text(steps: list[tuple[str, str]]) -> str:
     width = max(len(command) for command, _ in steps)
     return "\n".join(["Try a host failure (in a second terminal, after the export line above):",
                       *(f"  {command.ljust(width)}  # {why}" for command, why in steps)])

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from novalite import config
-from novalite.cli import client_commands
+from novalite.cli import client_commands, monitor_commands
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -58,6 +58,18 @@ def cmd_compute(args: argparse.Namespace) -> int:
     if compute.compute_driver not in DRIVERS:
         raise SystemExit(f"novalite compute: configuration error: unknown [compute] compute_driver "
                          f"{compute.compute_driver!r}; known: {', '.join(sorted(DRIVERS))}")
+    monitor = settings.monitor
+    if monitor.heartbeat_address and not monitor.heartbeat_key_file:
+        raise SystemExit("novalite compute: configuration error: [monitor] heartbeat_address needs "
+                         "[monitor] heartbeat_key_file")
+    if monitor.heartbeat_address and monitor.heartbeat_interval <= 0:
+        raise SystemExit("novalite compute: configuration error: [monitor] heartbeat_interval must be "
+                         "greater than 0")
+    driver_options = _driver_options(settings, args.host, args.config_file)
+    if compute.compute_driver == "simulated":
+        from novalite.agent.simulated_host import record_agent
+
+        record_agent(driver_options["state_dir"])  # this process is the simulated host's power
     run_agent(AgentConfig(
         host=args.host,
         api_url=args.api_url or settings.agent.api_url,
@@ -65,7 +77,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
         report_interval=settings.DEFAULT.report_interval,
         update_resources_interval=settings.DEFAULT.update_resources_interval,
         compute_driver=compute.compute_driver,
-        driver_options=_driver_options(settings, args.host, args.config_file),
+        driver_options=driver_options,
         allocation_ratios={"cpu_allocation_ratio": compute.cpu_allocation_ratio,
                            "ram_allocation_ratio": compute.ram_allocation_ratio,
                            "disk_allocation_ratio": compute.disk_allocation_ratio},
@@ -73,8 +85,28 @@ def cmd_compute(args: argparse.Namespace) -> int:
         nudge_port=compute.nudge_port,
         work_poll_interval=settings.effective_work_poll_interval,
         max_concurrent_builds=compute.max_concurrent_builds,
+        heartbeat_address=monitor.heartbeat_address,
+        heartbeat_key=read_secret(monitor.heartbeat_key_file).encode() if monitor.heartbeat_address else b"",
+        heartbeat_interval=monitor.heartbeat_interval,
     ))
     return 0
+
+
+def cmd_simulated_host(args: argparse.Namespace) -> int:
+    from novalite.agent import simulated_host
+
+    if args.data_dir and not args.config_file:
+        args.config_file = str(Path(args.data_dir) / "novalite.conf")
+    settings = _settings(args)
+    state_dir = settings.compute_state_dir(args.host, Path(args.config_file).parent if args.config_file else None)
+    if args.action == "power-state":
+        print(simulated_host.power_state(state_dir, args.host))
+        return 0
+    if simulated_host.power_off(state_dir, args.host, timeout=args.timeout):
+        print(f"{args.host}: off")
+        return 0
+    print(f"{args.host}: still on after {args.timeout:g} s", file=sys.stderr)
+    return 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -82,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     return run_up(data_dir=args.data_dir, computes=args.computes, port=args.port,
                   database_url=args.database_url, workers=args.workers, auth_strategy=args.auth_strategy,
-                  demo=args.demo)
+                  demo=args.demo, monitor=args.monitor)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -145,6 +177,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="join the stack `novalite up` runs on this dir")
     p.set_defaults(func=cmd_scheduler)
 
+    p = with_config(sub.add_parser("simulated-host", help="power off a simulated host (its agent), as a BMC would"))
+    p.add_argument("action", choices=["power-off", "power-state"])
+    p.add_argument("host")
+    p.add_argument("--data-dir", default=None, help="the stack `novalite up` runs on this dir")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the power-off (default 10)")
+    p.set_defaults(func=cmd_simulated_host)
+
     p = sub.add_parser("up", help="start the API and compute agents compute1..N on this machine")
     p.add_argument("--data-dir", default="./.novalite")
     p.add_argument("--computes", type=int, default=3)
@@ -154,6 +193,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="boot 3 m1.tiny servers per compute host, then print how to fail and evacuate a host")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--auth-strategy", choices=config.AUTH_STRATEGIES, default="token")
+    p.add_argument("--no-monitor", dest="monitor", action="store_false",
+                   help="no fault monitor: fail and evacuate hosts by hand (service-force-down, host-evacuate)")
     p.set_defaults(func=cmd_up)
 
     db = sub.add_parser("db", help="database schema")
@@ -161,6 +202,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     with_config(db_sub.add_parser("sync", help="upgrade the schema (idempotent)")).set_defaults(
         func=cmd_db_sync)
     with_config(db_sub.add_parser("status", help="show the schema revision")).set_defaults(func=cmd_db_status)
+
+    monitor_commands.register(sub, with_config)
 
     client_commands.register(sub, parser, sys.argv[1:] if argv is None else argv)
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 import configparser
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ class StackPaths:
         return self.data_dir / "agent-token"
 
     @property
+    def monitor_key(self) -> Path:
+        return self.data_dir / "monitor-key"
+
+    @property
     def clouds_yaml(self) -> Path:
         return self.data_dir / "clouds.yaml"
 
@@ -57,14 +62,34 @@ class StackPaths:
         return self.data_dir / "logs"
 
 
-def write_config(paths: StackPaths, *, port: int, database_url: str | None, auth_strategy: str) -> None:
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def monitor_options(paths: StackPaths, *, udp_port: int) -> dict[str, str]:
+    """[monitor] for a stack on one machine: agents beat to the monitor on loopback, with the stack's key;
+    the command fencer powers a simulated host off by killing its agent (novalite simulated-host)."""
+    fence = f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} --config-file {paths.config}"
+    return {"heartbeat_key_file": str(paths.monitor_key), "heartbeat_address": f"127.0.0.1:{udp_port}",
+            "listen_host": "127.0.0.1", "listen_port": str(udp_port), "fencer": "command",
+            "fence_command": fence, "os_cloud": "novalite"}
+
+
+def write_config(paths: StackPaths, *, port: int, database_url: str | None, auth_strategy: str,
+                 monitor: dict[str, str] | None = None) -> None:
     conf = configparser.ConfigParser(interpolation=None)
     conf.optionxform = str
     if paths.config.exists():
         conf.read(paths.config)
-    for section in ("api", "agent", "database"):
+    for section in ("api", "agent", "database", "monitor"):
         if not conf.has_section(section):
             conf.add_section(section)
+    if monitor is None:
+        conf.remove_option("monitor", "heartbeat_address")  # agents beat to no monitor
+    for option, value in (monitor or {}).items():
+        conf.set("monitor", option, value)
     conf.set("api", "auth_strategy", auth_strategy)
     conf.set("api", "admin_token_file", str(paths.admin_token))
     conf.set("api", "agent_token_file", str(paths.agent_token))
@@ -98,9 +123,9 @@ def seed_flavors(database_url: str) -> None:
         engine.dispose()
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     log = log_path.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args], stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args], stdout=log, stderr=log, env=env)
 
 
 def wait_for_api(port: int, proc: subprocess.Popen, timeout: float = STARTUP_TIMEOUT) -> None:
@@ -131,13 +156,21 @@ def stop_all(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
 
 
 def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None, workers: int,
-           auth_strategy: str, demo: bool = False) -> int:
+           auth_strategy: str, demo: bool = False, monitor: bool = True) -> int:
     paths = StackPaths(Path(data_dir).resolve())
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(exist_ok=True)
     ensure_secret(paths.admin_token)
     ensure_secret(paths.agent_token)
-    write_config(paths, port=port, database_url=database_url, auth_strategy=auth_strategy)
+    if monitor and auth_strategy == "keystone":
+        print("novalite up: no monitor with --auth-strategy keystone (it would need a Keystone user); "
+              "run `novalite monitor run` with OS_* credentials", file=sys.stderr)
+        monitor = False
+    monitor_opts = None
+    if monitor:
+        ensure_secret(paths.monitor_key)
+        monitor_opts = monitor_options(paths, udp_port=free_udp_port())
+    write_config(paths, port=port, database_url=database_url, auth_strategy=auth_strategy, monitor=monitor_opts)
     from novalite import config
 
     settings = config.load(paths.config)
@@ -166,6 +199,12 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
         wait_for_api(port, api)
         scheduler = _spawn(["scheduler", "--config-file", str(paths.config)], paths.logs / "scheduler.log")
         procs.append(scheduler)
+        watched = [("api", api), ("scheduler", scheduler)]
+        if monitor:
+            monitor_proc = _spawn(["monitor", "run", "--config-file", str(paths.config)], paths.logs / "monitor.log",
+                                  env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(paths.clouds_yaml)})
+            procs.append(monitor_proc)
+            watched.append(("monitor", monitor_proc))
         for i in range(1, computes + 1):
             procs.append(_spawn(["compute", "--host", f"compute{i}", "--data-dir", str(paths.data_dir)],
                                 paths.logs / f"compute{i}.log"))
@@ -177,6 +216,7 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
             run_demo(f"http://127.0.0.1:{port}/v2.1", token, [f"compute{i}" for i in range(1, computes + 1)],
                      lambda: stopping)
         print(f"novalite is up: API http://127.0.0.1:{port}/v2.1 ({auth_strategy} auth), the scheduler, "
+              f"{'the fault monitor, ' if monitor else ''}"
               f"{computes} compute agent(s): {', '.join(f'compute{i}' for i in range(1, computes + 1))}")
         if auth_strategy == "token":
             print(f"  admin token:  {paths.admin_token}")
@@ -188,10 +228,11 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
             print(f"  export OS_CLIENT_CONFIG_FILE={paths.clouds_yaml}")
             print("  then: openstack --os-cloud novalite compute service list --long")
         if demo and computes:
-            print(next_steps(procs[-computes].pid, "compute1"))  # procs ends with compute1..N
+            first_agent = procs[-computes].pid  # procs ends with compute1..N
+            print(next_steps(first_agent, "compute1", monitor=monitor, data_dir=paths.data_dir))
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
-            for name, proc in (("api", api), ("scheduler", scheduler)):
+            for name, proc in watched:
                 if proc.poll() is not None:
                     print(f"novalite {name} exited with {proc.returncode}; stopping (see its log)", file=sys.stderr)
                     return 1
