@@ -24,6 +24,7 @@ from novalite.monitor.detection import (
     HostFailed,
     HostReturned,
     HostSuspect,
+    Leave,
     Probe,
     ProbeReply,
     decode,
@@ -31,6 +32,7 @@ from novalite.monitor.detection import (
     decode_probe,
     decode_probe_reply,
     encode_beat,
+    encode_leave,
     encode_probe,
     encode_probe_reply,
 )
@@ -333,14 +335,17 @@ def test_alive_share_counts_hosts_heard_and_expected_hosts_get_one_window_to_bea
     async def main():
         detector, events = await _detector()
         assert detector.alive_share() == 0.0
-        stops = {name: asyncio.Event() for name in ("c1", "c2", "c3", "c4")}
+        stops = {name: asyncio.Event() for name in ("c1", "c2", "c3")}
         tasks = {name: asyncio.create_task(HeartbeatSender(name, KEY, detector.address, 0.1).run(stop))
                  for name, stop in stops.items()}
+        c4 = await ScriptedBeats.start("c4", detector.address)  # dies without a word (a clean stop would leave)
+        c4_beating = asyncio.create_task(c4.beat_for(60))
         await asyncio.sleep(0.15)
-        assert set(detector.hosts()) == set(stops) and detector.alive_share() == 1.0
+        assert set(detector.hosts()) == {"c1", "c2", "c3", "c4"} and detector.alive_share() == 1.0
 
-        stops["c4"].set()
+        c4_beating.cancel()
         await events.wait(HostFailed, "c4")
+        c4.close()
         assert detector.alive_share() == 0.75
 
         detector.expect(["c1", "ghost"])  # c1 is known already; ghost is new and never beats
@@ -412,6 +417,61 @@ def test_heartbeat_sender_beats_every_interval_and_answers_only_its_own_signed_p
         stop.set()
         await asyncio.wait_for(task, timeout=1.0)
         monitor.close()
+
+    asyncio.run(main())
+
+
+def test_a_cleanly_stopped_agent_leaves_and_is_never_failed_until_it_beats_again():
+    # A clean stop (an operator's restart) is not a host failure: fencing a host for it would power off
+    # running servers (ha-anchors 2.2: only a dead host is fenced). The agent says "leave" as it stops.
+    async def main():
+        detector, events = await _detector()
+        other = await ScriptedBeats.start("compute2", detector.address)
+        stop = asyncio.Event()
+        sender = HeartbeatSender("compute1", KEY, detector.address, 0.1)
+        task = asyncio.create_task(sender.run(stop))
+        beating = asyncio.create_task(other.beat_for(3 * WINDOW))
+        await asyncio.sleep(0.3)
+        assert detector.hosts()["compute1"].state == "alive"
+        stop.set()
+        await asyncio.wait_for(task, timeout=1.0)
+        await _settle()
+        assert detector.hosts()["compute1"].state == "left"
+        assert detector.alive_share() == 1.0  # a host that left does not count against the quorum
+        await asyncio.sleep(2 * WINDOW)
+        assert events.of(HostSuspect, "compute1") == [] and events.of(HostFailed, "compute1") == []
+        # It comes back as a new incarnation: alive again, and no "returned" (it never failed).
+        again = HeartbeatSender("compute1", KEY, detector.address, 0.1)
+        stop2 = asyncio.Event()
+        task2 = asyncio.create_task(again.run(stop2))
+        await asyncio.sleep(0.2)
+        assert detector.hosts()["compute1"].state == "alive"
+        assert events.of(HostReturned, "compute1") == []
+        stop2.set()
+        await task2
+        await beating
+        other.close()
+        detector.close()
+
+    asyncio.run(main())
+
+
+def test_a_leave_that_is_forged_stale_or_of_another_incarnation_changes_nothing():
+    async def main():
+        detector, events = await _detector()
+        host = await ScriptedBeats.start("compute1", detector.address)
+        host.beat()
+        host.beat()
+        await _settle()
+        assert decode(KEY, encode_leave(KEY, "compute1", 9, 1, 7)) == Leave("compute1", 7, 9, 1)
+        host.send(encode_leave(OTHER_KEY, "compute1", host.seq + 1, time.time_ns(), host.incarnation))
+        host.send(encode_leave(KEY, "compute1", host.seq, time.time_ns(), host.incarnation))  # not above the seq
+        host.send(encode_leave(KEY, "compute1", host.seq + 5, time.time_ns(), host.incarnation + 1))
+        await _settle()
+        assert detector.hosts()["compute1"].state == "alive"
+        await events.wait(HostFailed, "compute1")  # it still fails when it goes silent
+        host.close()
+        detector.close()
 
     asyncio.run(main())
 

@@ -160,3 +160,22 @@ def test_every_host_silent_at_once_is_held_by_the_gates_and_nothing_is_fenced(st
     assert all(proc.poll() is None for proc in agents)  # nobody powered off
     assert not any(s["forced_down"] for s in stack.services() if s["binary"] == "nova-compute")
     assert {s["OS-EXT-SRV-ATTR:host"] for i, s in servers(stack).items() if i in ids} == {"compute1"}
+
+
+def test_a_clean_agent_stop_is_not_a_failure(stack):
+    # An operator restarting an agent (SIGTERM) must not get the host fenced and its servers moved: the agent
+    # says "leave" as it stops. Its servers stay; once it is back, nothing happened.
+    ids = set(boot(stack, "compute1", 2))
+    start_monitor(stack)
+    stopping = agent_process(stack, "compute1")
+    os.killpg(stopping.pid, signal.SIGTERM)
+    stopping.wait(timeout=10)
+    wait_until(lambda: "host compute1 left" in stack.log("monitor.log"), timeout=5, what="the monitor seeing it leave")
+    time.sleep(1.5)  # three detection windows
+    assert kinds(stack, "compute1") == []
+    assert service(stack, "compute1")["forced_down"] is False
+    stack.start_compute("compute1")
+    wait_until(lambda: "host compute1: its agent restarted" in stack.log("monitor.log"), timeout=20,
+               what="compute1 beating again")
+    assert kinds(stack, "compute1") == []
+    assert {s["OS-EXT-SRV-ATTR:host"] for i, s in servers(stack).items() if i in ids} == {"compute1"}

@@ -11,6 +11,8 @@ go unanswered: both channels agree. With the defaults, last beat → HostFailed 
     suspect  a probe answered                     → suspect, answers_probes: not failed; probing goes on
     suspect  probe_attempts probes unanswered     → failed   (HostFailed, once)
     failed   a beat                               → alive    (HostReturned)
+    any      a "leave" of its current incarnation → left     (a clean agent stop: never failed, not counted)
+    left     a beat                               → alive
 
 Wire format (big-endian), every datagram ends with HMAC-SHA256(key, everything before it); the key is the
 content of [monitor] heartbeat_key_file (novalite.api.auth.read_secret) as UTF-8 bytes:
@@ -18,6 +20,12 @@ content of [monitor] heartbeat_key_file (novalite.api.auth.read_secret) as UTF-8
     beat    "NLhb" 1 1  incarnation:u64 seq:u64 sent_ns:u64  host (UTF-8, 1–255 bytes)
     probe   "NLhb" 1 2  nonce:16 bytes                        host
     reply   "NLhb" 1 3  nonce:16 bytes incarnation:u64        host
+    leave   "NLhb" 1 4  incarnation:u64 seq:u64 sent_ns:u64  host   (sent three times by a stopping agent)
+
+A clean stop of an agent (SIGTERM: an operator's restart, maintenance) is not a failure: its sender says
+"leave" as it stops, and the host is *left* — no longer watched, no longer counted by the quorum — until
+its next beat. A killed or frozen agent, a dead host or a cut link sends no leave; a leave must carry the
+host's current incarnation and a seq above its last beat, so an old or replayed one changes nothing.
 
 Replays: within one agent incarnation (random per agent start) a beat is taken only if its seq is above
 the last one taken for the host; a new incarnation is taken from any seq (the agent restarted), unless it
@@ -47,7 +55,8 @@ LOG = logging.getLogger("novalite.monitor.detection")
 
 MAGIC = b"NLhb"
 VERSION = 1
-KIND_BEAT, KIND_PROBE, KIND_REPLY = 1, 2, 3
+KIND_BEAT, KIND_PROBE, KIND_REPLY, KIND_LEAVE = 1, 2, 3, 4
+LEAVE_COPIES = 3  # a leave is sent this many times: one lost datagram must not turn a clean stop into a failure
 MAC_SIZE = 32
 NONCE_SIZE = 16
 MAX_HOST_BYTES = 255
@@ -55,7 +64,7 @@ _HEAD = struct.Struct("!4sBB")
 _BEAT = struct.Struct("!4sBBQQQ")
 _PROBE = struct.Struct(f"!4sBB{NONCE_SIZE}s")
 _REPLY = struct.Struct(f"!4sBB{NONCE_SIZE}sQ")
-_FIXED = {KIND_BEAT: _BEAT, KIND_PROBE: _PROBE, KIND_REPLY: _REPLY}
+_FIXED = {KIND_BEAT: _BEAT, KIND_PROBE: _PROBE, KIND_REPLY: _REPLY, KIND_LEAVE: _BEAT}
 # Reading: after each wake-up the Detector drains the socket, then leaves it for READ_PACE seconds, so
 # at 10,000 beats/s one loop iteration takes ~20 datagrams instead of one (the loop's own cost per wake-up
 # is 4 times that of a beat). Beats wait at most READ_PACE in the kernel; every decision drains first.
@@ -71,6 +80,16 @@ class Beat:
     incarnation: int
     seq: int
     sent_ns: int  # the sender's wall clock
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """An agent stopping cleanly: its host is no longer to be watched (until it beats again)."""
+
+    host: str
+    incarnation: int
+    seq: int
+    sent_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,10 @@ def encode_beat(key: bytes, host: str, seq: int, sent_ns: int, incarnation: int 
     return _sign(key, _BEAT.pack(MAGIC, VERSION, KIND_BEAT, incarnation, seq, sent_ns) + _host_bytes(host))
 
 
+def encode_leave(key: bytes, host: str, seq: int, sent_ns: int, incarnation: int = 0) -> bytes:
+    return _sign(key, _BEAT.pack(MAGIC, VERSION, KIND_LEAVE, incarnation, seq, sent_ns) + _host_bytes(host))
+
+
 def encode_probe(key: bytes, nonce: bytes, host: str) -> bytes:
     """A probe for ``host`` (named, so one socket may answer for several simulated hosts)."""
     return _sign(key, _PROBE.pack(MAGIC, VERSION, KIND_PROBE, nonce) + _host_bytes(host))
@@ -110,7 +133,7 @@ def encode_probe_reply(key: bytes, host: str, nonce: bytes, incarnation: int = 0
     return _sign(key, _REPLY.pack(MAGIC, VERSION, KIND_REPLY, nonce, incarnation) + _host_bytes(host))
 
 
-def decode(key: bytes, data: bytes) -> Beat | Probe | ProbeReply | None:
+def decode(key: bytes, data: bytes) -> Beat | Leave | Probe | ProbeReply | None:
     """The message in ``data``; None if it is foreign, truncated or not signed with ``key``. Never raises."""
     if len(data) < _HEAD.size + MAC_SIZE or data[:4] != MAGIC:
         return None
@@ -128,6 +151,8 @@ def decode(key: bytes, data: bytes) -> Beat | Probe | ProbeReply | None:
     fields = fixed.unpack_from(body)
     if kind == KIND_BEAT:
         return Beat(host, fields[3], fields[4], fields[5])
+    if kind == KIND_LEAVE:
+        return Leave(host, fields[3], fields[4], fields[5])
     if kind == KIND_PROBE:
         return Probe(host, fields[3])
     return ProbeReply(host, fields[3], fields[4])
@@ -237,6 +262,17 @@ class HeartbeatSender:
                     next_beat = now + self.interval
             if poller.poll(max(0.0, next_beat - time.monotonic()) * 1000):
                 self._answer_probes(sock)
+        self._leave(sock, addr)
+
+    def _leave(self, sock: socket.socket, addr: tuple) -> None:
+        """A clean stop: tell the monitor this host is leaving, not failing."""
+        for _ in range(LEAVE_COPIES):
+            try:
+                sock.sendto(encode_leave(self.key, self.host, self.seq, time.time_ns(), self.incarnation), addr)
+            except OSError as error:
+                LOG.debug("leave of %s not sent: %s", self.host, error)
+            self.seq += 1
+        LOG.info("heartbeats of %s stopped; told the monitor it leaves", self.host)
 
     def _answer_probes(self, sock: socket.socket) -> None:
         while True:
@@ -258,7 +294,7 @@ class HostHealth:
     """What the Detector knows of one host (a snapshot)."""
 
     host: str
-    state: str  # "alive" | "suspect" | "failed"
+    state: str  # "alive" | "suspect" | "failed" | "left"
     last_beat_monotonic: float | None  # None: expected, never heard from
     last_beat_wall: float | None
     last_seq: int | None
@@ -422,10 +458,11 @@ class Detector:
         A suspect host counts only while it answers probes: when the monitor itself is cut off, every
         host is suspect or failed by the time the first one fails (as long as probe_attempts ×
         probe_interval exceeds interval: the others' last beats came at most one interval later)."""
-        if not self._hosts:
+        known = sum(1 for h in self._hosts.values() if h.state != "left")
+        if not known:
             return 0.0
         answering = sum(1 for h in self._suspect.values() if h.answering)
-        return (len(self._alive) + answering) / len(self._hosts)
+        return (len(self._alive) + answering) / known
 
     # Receiving.
 
@@ -456,6 +493,8 @@ class Detector:
             message = decode(self.key, data)
             if type(message) is Beat:
                 self._take_beat(message, addr)
+            elif type(message) is Leave:
+                self._take_leave(message)
             elif type(message) is ProbeReply:
                 self._take_reply(message)
             else:
@@ -494,6 +533,20 @@ class Detector:
             self._events.put_nowait(HostReturned(beat.host, h.last_wall))
         elif was == "suspect":
             LOG.info("host %s: heartbeats resumed while suspect", beat.host)
+        self._arm()
+
+    def _take_leave(self, leave: Leave) -> None:
+        h = self._hosts.get(leave.host)
+        if h is None or h.state == "left" or leave.incarnation != h.incarnation or leave.seq <= h.seq:
+            self.stats.stale += 1
+            return
+        h.seq = leave.seq
+        self._alive.pop(leave.host, None)
+        self._suspect.pop(leave.host, None)
+        was, h.state, h.answering = h.state, "left", False
+        h.nonces.clear()
+        LOG.info("host %s left: its agent stopped cleanly (was %s); not watched until it beats again", leave.host,
+                 was)
         self._arm()
 
     def _take_reply(self, reply: ProbeReply) -> None:

@@ -163,7 +163,7 @@ class Monitor:
         if not self.pending:
             return
         health = self.detector.hosts()
-        known = len(health)
+        known = sum(1 for h in health.values() if h.state != "left")
         failed = sum(1 for h in health.values() if h.state == "failed")
         common = (gates.quorum(self.api_reachable(), self.detector.alive_share(), self.opts.min_alive_share)
                   or gates.mass_failure(failed, known, self.opts.max_failed_share))
