@@ -9,6 +9,8 @@ fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 # curl sends the seed's request in tests/test_seed_curl.py.
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+# ip (iproute2) puts the monitor's test hosts in network namespaces (tests/netns.py).
+command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
 if ! mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
   echo "starting MariaDB"
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd

@@ -51,6 +51,8 @@ class Stack:
     service_down_time: float = 60.0
     extra_config: dict[str, dict[str, str]] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # Where the API listens and agents reach it: 127.0.0.1, or an address agents in network namespaces reach.
+    bind_host: str = "127.0.0.1"
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -67,7 +69,7 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.bind_host}:{self.port}"
 
     @property
     def endpoint(self) -> str:
@@ -100,7 +102,7 @@ class Stack:
         return proc
 
     def start_api(self, workers: int = 2) -> subprocess.Popen:
-        proc = self._spawn(["api", "--config-file", str(self.config_file), "--bind", f"127.0.0.1:{self.port}",
+        proc = self._spawn(["api", "--config-file", str(self.config_file), "--bind", f"{self.bind_host}:{self.port}",
                             "--workers", str(workers)], "api.log")
 
         def ready():
@@ -149,11 +151,19 @@ class Stack:
         return resp.json()["services"]
 
     def wait_for_computes(self, *hosts: str, timeout: float = 20.0) -> None:
+        """Until each host's nova-compute is registered and its node reported: only then can a server be
+        placed there (a service shows in os-services a moment before its hypervisor record does)."""
         def registered():
             found = {s["host"] for s in self.services() if s["binary"] == "nova-compute"}
             return set(hosts) <= found
 
+        def reported():
+            resp = requests.get(self.endpoint + "/os-hypervisors", headers=self.admin_headers("2.53"), timeout=5)
+            resp.raise_for_status()
+            return set(hosts) <= {h["hypervisor_hostname"] for h in resp.json()["hypervisors"]}
+
         wait_until(registered, timeout=timeout, what=f"compute services {hosts}")
+        wait_until(reported, timeout=timeout, what=f"hypervisors of {hosts}")
 
     def log(self, name: str) -> str:
         path = self.root / "logs" / name

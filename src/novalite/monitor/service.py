@@ -4,13 +4,15 @@ One asyncio loop:
 
 - the Detector (detection.py) takes the agents' signed UDP heartbeats and probes silent hosts; it says
   HostFailed once both channels agree, HostReturned when beats resume;
-- a failed host waits in ``pending`` until the gates let it through. Every ``CYCLE`` seconds the gates
-  are evaluated, in this order, each a named rule of gates.py:
+- a failed host is judged by the gates at once, and waits in ``pending`` while they hold it; every
+  ``CYCLE`` seconds the gates judge what waits again. The gates, in this order, each a named rule of gates.py:
     quorum          the API answers and at least [monitor] min_alive_share of known hosts beat
                     (a monitor cut off from the hosts sees them all go silent: it does nothing);
     mass_failure    no more than [monitor] max_failed_share of known hosts failed at once (hold, alert);
     per_cycle_cap   at most [monitor] max_hosts_per_cycle recoveries start per cycle; the rest wait;
-  a held host stays pending and is judged again next cycle (its hold is journaled once per reason);
+  a held host stays pending and is judged again next cycle (its hold is journaled once per reason); once
+  the gates open again it is acted on only if it is still failed a whole detection window later (a monitor
+  back from being cut off first hears the hosts that are alive);
 - a recovery (recovery.py) fences, forces down, disables with its marker and evacuates; one that fails
   (the API unreachable mid-way) is retried while the host stays failed;
 - on start, recoveries a previous monitor left unfinished are resumed (their marker is in Nova);
@@ -61,6 +63,7 @@ class Monitor:
         self.recovering: dict[str, asyncio.Task] = {}
         self.returning: dict[str, asyncio.Task] = {}
         self.api_reached_at = 0.0
+        self.gates_open_since: float | None = None  # wall time since quorum and mass-failure have let through
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -113,6 +116,8 @@ class Monitor:
         try:
             for result in await self.recovery.resume():
                 LOG.info("resumed recovery of %s: %s", result.host, result.outcome)
+            LOG.info("monitor acting: compute API reached at %s, gates and recoveries running",
+                     self.recovery.client.version)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._take_events())
                 tasks.create_task(self._gate_forever())
@@ -136,6 +141,7 @@ class Monitor:
                     self.metrics.detected(event)
                 if event.host not in self.recovering:
                     self.pending[event.host] = event
+                    self.gate_once()  # judge it now; the cycle only re-judges what the gates held
             elif isinstance(event, HostReturned):
                 self.pending.pop(event.host, None)
                 self.held.pop(event.host, None)
@@ -149,6 +155,11 @@ class Monitor:
             except Exception as error:
                 LOG.warning("the compute API does not answer: %s", error)
 
+    @property
+    def settle_window(self) -> float:
+        """How long the gates must stay open before a failure they held is acted on: one detection window."""
+        return self.detector.detection_window
+
     def api_reachable(self) -> bool:
         return time.monotonic() - self.api_reached_at < API_STALE_AFTER
 
@@ -159,21 +170,41 @@ class Monitor:
             self.gate_once()
 
     def gate_once(self) -> None:
-        """One cycle: judge every pending failure by the gates, start the recoveries they let through."""
-        if not self.pending:
-            return
+        """One cycle: judge every pending failure by the gates, start the recoveries they let through.
+
+        A failure the gates held (no quorum, mass failure) is stale once they open again: the monitor may
+        just have come back from being cut off, and the hosts it saw fail may be beating again a moment
+        later. So it is acted on only after the gates have stayed open for one whole detection window and
+        the detector still finds the host failed; a failure detected while the gates were open is acted on
+        at once.
+        """
+        now = time.time()
         health = self.detector.hosts()
         known = sum(1 for h in health.values() if h.state != "left")
         failed = sum(1 for h in health.values() if h.state == "failed")
         common = (gates.quorum(self.api_reachable(), self.detector.alive_share(), self.opts.min_alive_share)
                   or gates.mass_failure(failed, known, self.opts.max_failed_share))
+        if common:
+            self.gates_open_since = None
+        elif self.gates_open_since is None:
+            self.gates_open_since = now
+        if not self.pending:
+            return
         started = 0
         for host in sorted(self.pending):
+            failure = self.pending[host]
+            state = health.get(host)
+            if state is None or state.state != "failed":
+                del self.pending[host]  # it beats again (or was forgotten): nothing to recover
+                self.held.pop(host, None)
+                continue
             reason = common or gates.per_cycle_cap(started + 1, self.opts.max_hosts_per_cycle)
             if reason:
                 self._hold(host, reason)
                 continue
-            failure = self.pending.pop(host)
+            if failure.detected_wall < self.gates_open_since and now - self.gates_open_since < self.settle_window:
+                continue  # held while the gates were shut: give every host a window to be heard again
+            del self.pending[host]
             self.held.pop(host, None)
             self._start_recovery(host, failure)
             started += 1
