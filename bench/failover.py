@@ -15,29 +15,59 @@ from hosts()); the event loop's lag (a 10 ms timer's lateness); the Detector's C
 (process time / wall time, this process); datagrams sent, taken and dropped by the kernel; false,
 missed and mute failures. Nothing asserts: it measures.
 
+Part ``endtoend``: the whole failover on a real stack (tests/stack.py: ``novalite api`` under gunicorn,
+``novalite scheduler``, --compute-hosts ``novalite compute`` agents with the simulated driver, spawn time
+0, SQLite WAL) and the real ``novalite monitor run`` process, configured as tests/test_monitor_live.py
+does: agents beat to it every 0.1 s, fencer ``command`` = ``novalite simulated-host power-off {host}``.
+Each induced failure, on the hosts in turn: boot K servers on the host, SIGKILL its agent at t0, then
+measure from t0:
+
+- detected: the detector's HostFailed (its wall time, in the journal's "detected" row, to the ms);
+- recovery started / fenced: the journal rows "detected" and "fenced" (their wall times);
+- forced_down visible: GET /os-services (2.11) polled every ~5 ms shows the host forced down;
+- all ACTIVE elsewhere: GET /servers?host=<host>&all_tenants=1 polled every ~5 ms is empty, then
+  GET /servers/detail shows every one of the K servers ACTIVE on another host;
+- and, not from t0: detected → forced_down visible (what the monitor adds after detection).
+
+Between failures the host's agent restarts (cleanup), the monitor forces it up and enables it, and the
+servers are deleted. Printed: median and p99 (nearest rank: with fewer than 100 failures, the maximum)
+of each stage per K.
+
     .venv/bin/python bench/failover.py                                   # every part
     .venv/bin/python bench/failover.py --parts detection --hosts 1000,2000 --seconds 30
+    .venv/bin/python bench/failover.py --parts endtoend --servers 10,100 --failures 20,10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import math
 import multiprocessing
+import os
 import random
 import secrets
 import select
+import shutil
+import signal
 import socket
 import statistics
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from novalite.api.auth import ensure_secret  # noqa: E402
+from novalite.cli.up import free_udp_port, seed_flavors  # noqa: E402
 from novalite.monitor.detection import (  # noqa: E402
     Detector,
     HostFailed,
@@ -46,7 +76,11 @@ from novalite.monitor.detection import (  # noqa: E402
     encode_beat,
     encode_probe_reply,
 )
+from novalite.monitor.journal import Journal  # noqa: E402
 from novalite.nudge import parse_address  # noqa: E402
+from tests.clients import agent_process  # noqa: E402
+from tests.stack import Stack, wait_until  # noqa: E402
+from tests.test_monitor_live import start_monitor  # noqa: E402
 
 SILENCE = 1.5  # seconds each induced silence lasts
 WARM_UP = 1.0  # seconds before anything is measured or silenced
@@ -284,7 +318,193 @@ def print_detection(runs: list[DetectionRun]) -> None:
         print()
 
 
-PARTS = {"detection": detection}
+# Part endtoend: a real stack and the real monitor process.
+
+STAGES = ("detected", "recovery started", "fenced", "forced_down visible", "all ACTIVE elsewhere",
+          "detected → forced_down")
+POLL = 0.005  # seconds between two polls of the API while a failover runs
+
+
+def _epoch(iso_text: str) -> float:
+    """The journal's ISO-8601 UTC with milliseconds, as seconds since the epoch."""
+    parsed = datetime.datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return parsed.replace(tzinfo=datetime.UTC).timestamp()
+
+
+class Failover:
+    def __init__(self, stack: Stack, hosts: list[str]):
+        self.stack = stack
+        self.hosts = hosts
+        self.session = requests.Session()
+        self.pool = ThreadPoolExecutor(max_workers=8)
+
+    def call(self, method: str, path: str, version: str = "2.74", session: requests.Session | None = None,
+             **kwargs) -> requests.Response:
+        try:
+            resp = (session or self.session).request(method, self.stack.endpoint + path, timeout=60,
+                                                     headers=self.stack.admin_headers(version), **kwargs)
+        except requests.ConnectionError:
+            if method != "GET":
+                raise
+            # gunicorn closes a keep-alive connection idle for 5 s; a request can cross that close.
+            resp = (session or self.session).request(method, self.stack.endpoint + path, timeout=60,
+                                                     headers=self.stack.admin_headers(version), **kwargs)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
+        return resp
+
+    def compute(self, host: str) -> dict:
+        services = self.call("GET", "/os-services", "2.11").json()["services"]
+        return next(s for s in services if s["host"] == host and s["binary"] == "nova-compute")
+
+    def detail(self, host: str | None = None) -> list[dict]:
+        query = "all_tenants=1" + (f"&host={host}" if host else "")
+        return self.call("GET", f"/servers/detail?{query}").json()["servers"]
+
+    def journal(self, host: str, since: float) -> list:
+        journal = Journal(self.stack.root / "monitor.sqlite", readonly=True)
+        try:
+            return [e for e in journal.events(host=host) if e.at >= since]
+        finally:
+            journal.close()
+
+    def boot(self, host: str, count: int) -> list[str]:
+        body = {"server": {"name": "failover", "flavorRef": "1", "networks": "none", "host": host,
+                           "min_count": count, "max_count": count}}
+        self.call("POST", "/servers", json=body)
+        wait_until(lambda: sum(s["status"] == "ACTIVE" for s in self.detail(host)) == count, timeout=120,
+                   interval=0.1, what=f"{count} servers ACTIVE on {host}")
+        return [s["id"] for s in self.detail(host)]
+
+    def fail(self, host: str, count: int) -> dict[str, float]:
+        ids = set(self.boot(host, count))
+        proc = agent_process(self.stack, host)
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGKILL)
+        while not self.compute(host)["forced_down"]:
+            time.sleep(POLL)
+        forced_down = time.time() - t0
+        while self.call("GET", f"/servers?all_tenants=1&host={host}").json()["servers"]:
+            time.sleep(POLL)
+        while True:  # off the host's listing: now every one ACTIVE on another host
+            moved = [s for s in self.detail() if s["id"] in ids]
+            if len(moved) == count and all(s["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] != host
+                                           for s in moved):
+                break
+            time.sleep(POLL)
+        active = time.time() - t0
+        proc.wait(timeout=10)
+
+        wait_until(lambda: any(e.kind == "recovered" for e in self.journal(host, t0)), timeout=60,
+                   what=f"the recovery of {host} journaled")
+        events = {e.kind: e for e in reversed(self.journal(host, t0))}  # the first of each kind
+        detected = events["detected"]
+        figures = {"detected": _epoch(detected.detail["detected"]) - t0, "recovery started": detected.at - t0,
+                   "fenced": events["fenced"].at - t0, "forced_down visible": forced_down,
+                   "all ACTIVE elsewhere": active}
+        figures["detected → forced_down"] = forced_down - figures["detected"]
+        landed = sum(1 for e in self.journal(host, t0) if e.kind == "landed")
+        if landed != count:
+            raise RuntimeError(f"{host}: the monitor journaled {landed} servers landed, not {count}")
+
+        # The host returns: its agent cleans up and beats again, the monitor forces it up and enables it.
+        self.stack.start_compute(host)
+        wait_until(lambda: (lambda s: not s["forced_down"] and s["status"] == "enabled")(self.compute(host)),
+                   timeout=60, interval=0.1, what=f"{host} forced up and enabled by the monitor")
+        sessions = [requests.Session() for _ in range(8)]  # fresh: gunicorn drops keep-alives idle for 5 s
+        list(self.pool.map(lambda pair: self.call("DELETE", f"/servers/{pair[1]}",
+                                                  session=sessions[pair[0] % len(sessions)]),
+                           enumerate(sorted(ids))))
+        for session in sessions:
+            session.close()
+        wait_until(lambda: not self.call("GET", "/servers?all_tenants=1").json()["servers"], timeout=120,
+                   interval=0.1, what="servers deleted")
+        return figures
+
+
+def monitored_stack(root: Path, hosts: list[str], workers: int) -> Stack:
+    """As tests/test_monitor_live.py's monitored_stack, with --compute-hosts hosts big enough for 1,000
+    m1.tiny servers each."""
+    stack = Stack(root=root / "stack", database_url=f"sqlite:///{root / 'bench.sqlite'}")
+    seed_flavors(stack.database_url)
+    key = stack.root / "monitor-key"
+    ensure_secret(key)
+    port = free_udp_port()
+    fence = (f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} "
+             f"--config-file {stack.config_file}")
+    stack.extra_config = {
+        "compute": {"memory_mb": str(512 * 1000 + 512), "vcpus": "250", "local_gb": "1000", "spawn_time": "0",
+                    "stop_time": "0"},
+        "monitor": {"heartbeat_key_file": str(key), "heartbeat_address": f"127.0.0.1:{port}",
+                    "listen_port": str(port), "fencer": "command", "fence_command": fence, "fence_timeout": "15",
+                    "os_cloud": "stack", "state_path": str(stack.root / "monitor.sqlite")}}
+    stack.write_config()
+    clouds = {"clouds": {"stack": {"auth_type": "admin_token",
+                                   "auth": {"endpoint": stack.endpoint, "token": stack.admin_token}}}}
+    (stack.root / "clouds.yaml").write_text(yaml.safe_dump(clouds))
+    stack.start_api(workers=workers)
+    stack.start_scheduler()
+    for host in hosts:
+        stack.start_compute(host)
+    stack.wait_for_computes(*hosts)
+    start_monitor(stack, tuple(hosts))
+    return stack
+
+
+@dataclass
+class EndToEnd:
+    servers: int
+    figures: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+
+    @property
+    def failures(self) -> int:
+        return len(self.figures["all ACTIVE elsewhere"])
+
+
+def endtoend(args: argparse.Namespace) -> list[EndToEnd]:
+    hosts = [f"compute{i}" for i in range(1, args.compute_hosts + 1)]
+    failures = args.failures + [args.failures[-1]] * (len(args.servers) - len(args.failures))
+    runs = []
+    root = Path(tempfile.mkdtemp(prefix="novalite-failover-"))
+    stack = monitored_stack(root, hosts, args.workers)
+    try:
+        bench = Failover(stack, hosts)
+        turn = 0
+        for count, n in zip(args.servers, failures, strict=False):
+            run = EndToEnd(count)
+            runs.append(run)
+            for i in range(n):
+                host = hosts[turn % len(hosts)]
+                turn += 1
+                result = bench.fail(host, count)
+                for stage, value in result.items():
+                    run.figures[stage].append(value)
+                print(f"  K={count} failure {i + 1}/{n} of {host}: "
+                      + ", ".join(f"{stage} {value * 1e3:.0f}" for stage, value in result.items()) + " ms",
+                      flush=True)
+    finally:
+        stack.close()
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print_endtoend(runs, len(hosts))
+    return runs
+
+
+def print_endtoend(runs: list[EndToEnd], hosts: int) -> None:
+    print()
+    print(f"failover end to end — {hosts} compute hosts, SIGKILL of one agent at t0, the real monitor; "
+          f"ms from t0 (last column: from detection), median / p99")
+    print(f"  {'K':>4} {'failures':>8} " + " ".join(f"{stage:>22}" for stage in STAGES))
+    for run in runs:
+        cells = [f"{statistics.median(v) * 1e3:>9.0f} / {p99(v) * 1e3:>8.0f}" for v in run.figures.values()]
+        print(f"  {run.servers:>4} {run.failures:>8} " + " ".join(f"{c:>22}" for c in cells))
+    print("  targets: forced_down visible p99 ≤ 500 ms; 100 servers ACTIVE elsewhere ≤ 2,000 ms")
+    print()
+
+
+PARTS = {"detection": detection, "endtoend": endtoend}
 
 
 def main() -> None:
@@ -296,6 +516,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each detection run")
     parser.add_argument("--deaths", type=int, default=40, help="induced host deaths per detection run")
     parser.add_argument("--mutes", type=int, default=10, help="induced heartbeat-channel losses per run")
+    parser.add_argument("--servers", default=[10, 100], type=lambda v: [int(x) for x in v.split(",")],
+                        help="servers on the failed host (endtoend), comma-separated")
+    parser.add_argument("--failures", default=[20, 20], type=lambda v: [int(x) for x in v.split(",")],
+                        help="induced failures per --servers entry (endtoend), comma-separated")
+    parser.add_argument("--compute-hosts", type=int, default=5, help="compute agents (endtoend)")
+    parser.add_argument("--workers", type=int, default=2, help="API workers (endtoend)")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's directory and logs (endtoend)")
     parser.add_argument("--verbose", action="store_true", help="log every detection (else errors only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
