@@ -62,12 +62,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from novalite.api.auth import ensure_secret  # noqa: E402
-from novalite.cli.up import free_udp_port, seed_flavors  # noqa: E402
+from novalite.cli.up import seed_flavors  # noqa: E402
 from novalite.monitor.detection import (  # noqa: E402
     Detector,
     HostFailed,
@@ -427,21 +425,8 @@ def monitored_stack(root: Path, hosts: list[str], workers: int) -> Stack:
     m1.tiny servers each."""
     stack = Stack(root=root / "stack", database_url=f"sqlite:///{root / 'bench.sqlite'}")
     seed_flavors(stack.database_url)
-    key = stack.root / "monitor-key"
-    ensure_secret(key)
-    port = free_udp_port()
-    fence = (f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} "
-             f"--config-file {stack.config_file}")
-    stack.extra_config = {
-        "compute": {"memory_mb": str(512 * 1000 + 512), "vcpus": "250", "local_gb": "1000", "spawn_time": "0",
-                    "stop_time": "0"},
-        "monitor": {"heartbeat_key_file": str(key), "heartbeat_address": f"127.0.0.1:{port}",
-                    "listen_port": str(port), "fencer": "command", "fence_command": fence, "fence_timeout": "15",
-                    "os_cloud": "stack", "state_path": str(stack.root / "monitor.sqlite")}}
-    stack.write_config()
-    clouds = {"clouds": {"stack": {"auth_type": "admin_token",
-                                   "auth": {"endpoint": stack.endpoint, "token": stack.admin_token}}}}
-    (stack.root / "clouds.yaml").write_text(yaml.safe_dump(clouds))
+    stack.configure_monitor(compute={"memory_mb": str(512 * 1000 + 512), "vcpus": "250", "local_gb": "1000",
+                                     "spawn_time": "0", "stop_time": "0"})
     stack.start_api(workers=workers)
     stack.start_scheduler()
     for host in hosts:

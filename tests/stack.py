@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import yaml
 
 from novalite.api.auth import ensure_secret
 from novalite.db import engine as db_engine
@@ -137,6 +138,24 @@ class Stack:
     def start_compute(self, host: str) -> subprocess.Popen:
         return self._spawn(["compute", "--host", host, "--config-file", str(self.config_file)],
                            f"compute-{host}.log")
+
+    def configure_monitor(self, *, listen_host: str = "127.0.0.1", compute: dict[str, str] | None = None) -> None:
+        """Agents started from now on beat to a monitor at listen_host, fenced as ``novalite up`` fences
+        simulated hosts; the monitor's credentials are the cloud "stack" of <root>/clouds.yaml."""
+        from novalite.cli.up import free_udp_port, monitor_options
+
+        key = self.root / "monitor-key"
+        ensure_secret(key)
+        monitor = monitor_options(key_file=key, config_file=self.config_file, udp_port=free_udp_port(),
+                                  listen_host=listen_host, os_cloud="stack")
+        self.extra_config = {**self.extra_config,
+                             "compute": {**self.extra_config.get("compute", {}), **(compute or {})},
+                             "monitor": {**monitor, "fence_timeout": "15",
+                                         "state_path": str(self.root / "monitor.sqlite")}}
+        self.write_config()
+        clouds = {"clouds": {"stack": {"auth_type": "admin_token",
+                                       "auth": {"endpoint": self.endpoint, "token": self.admin_token}}}}
+        (self.root / "clouds.yaml").write_text(yaml.safe_dump(clouds))
 
     def admin_headers(self, version: str | None = None) -> dict[str, str]:
         token = "admin:admin" if self.auth_strategy == "noauth2" else self.admin_token

@@ -22,10 +22,8 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from novalite.api.auth import ensure_secret
-from novalite.cli.up import free_udp_port, seed_flavors
+from novalite.cli.up import seed_flavors
 from novalite.monitor.journal import Journal
 from tests.clients import agent_process, client_env
 from tests.stack import Stack, wait_until
@@ -38,21 +36,7 @@ def monitored_stack(make_stack, *, spawn_time: float = 0.0) -> Stack:
     """A stack whose agents beat to a monitor (not started yet: ``start_monitor``)."""
     stack = make_stack()
     seed_flavors(stack.database_url)
-    key = stack.root / "monitor-key"
-    ensure_secret(key)
-    port = free_udp_port()
-    fence = (f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} "
-             f"--config-file {stack.config_file}")
-    stack.extra_config = {**stack.extra_config,
-                          "compute": {"spawn_time": str(spawn_time)},
-                          "monitor": {"heartbeat_key_file": str(key), "heartbeat_address": f"127.0.0.1:{port}",
-                                      "listen_port": str(port), "fencer": "command", "fence_command": fence,
-                                      "fence_timeout": "15", "os_cloud": "stack",
-                                      "state_path": str(stack.root / "monitor.sqlite")}}
-    stack.write_config()
-    clouds = {"clouds": {"stack": {"auth_type": "admin_token",
-                                   "auth": {"endpoint": stack.endpoint, "token": stack.admin_token}}}}
-    (stack.root / "clouds.yaml").write_text(yaml.safe_dump(clouds))
+    stack.configure_monitor(compute={"spawn_time": str(spawn_time)})
     stack.start_scheduler()
     for host in HOSTS:
         stack.start_compute(host)

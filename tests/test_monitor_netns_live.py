@@ -35,10 +35,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from novalite.api.auth import ensure_secret
-from novalite.cli.up import free_udp_port, seed_flavors
+from novalite.cli.up import seed_flavors
 from novalite.monitor.journal import Journal
 from tests.clients import client_env
 from tests.netns import Network, require_netns
@@ -66,23 +64,8 @@ class NetStack:
         self.monitor_ns = monitor_in
         self.agents: dict[str, subprocess.Popen] = {}
         seed_flavors(stack.database_url)
-        key = stack.root / "monitor-key"
-        ensure_secret(key)
-        port = free_udp_port()
-        monitor_address = net.address(monitor_in) if monitor_in else net.gateway
-        fence = (f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} "
-                 f"--config-file {stack.config_file}")
-        stack.extra_config = {**stack.extra_config,
-                              "compute": {"spawn_time": "0"},
-                              "monitor": {"heartbeat_key_file": str(key),
-                                          "heartbeat_address": f"{monitor_address}:{port}",
-                                          "listen_host": monitor_address, "listen_port": str(port),
-                                          "fencer": "command", "fence_command": fence, "fence_timeout": "15",
-                                          "os_cloud": "stack", "state_path": str(stack.root / "monitor.sqlite")}}
-        stack.write_config()
-        clouds = {"clouds": {"stack": {"auth_type": "admin_token",
-                                       "auth": {"endpoint": stack.endpoint, "token": stack.admin_token}}}}
-        (stack.root / "clouds.yaml").write_text(yaml.safe_dump(clouds))
+        stack.configure_monitor(listen_host=net.address(monitor_in) if monitor_in else net.gateway,
+                                compute={"spawn_time": "0"})
         stack.start_scheduler()  # in the root namespace, with the API: its nudges come from there
         for host in HOSTS:
             self.start_agent(host)

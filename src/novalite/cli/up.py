@@ -68,13 +68,14 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
-def monitor_options(paths: StackPaths, *, udp_port: int) -> dict[str, str]:
-    """[monitor] for a stack on one machine: agents beat to the monitor on loopback, with the stack's key;
-    the command fencer powers a simulated host off by killing its agent (novalite simulated-host)."""
-    fence = f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} --config-file {paths.config}"
-    return {"heartbeat_key_file": str(paths.monitor_key), "heartbeat_address": f"127.0.0.1:{udp_port}",
-            "listen_host": "127.0.0.1", "listen_port": str(udp_port), "fencer": "command",
-            "fence_command": fence, "os_cloud": "novalite"}
+def monitor_options(*, key_file: Path, config_file: Path, udp_port: int, listen_host: str = "127.0.0.1",
+                    os_cloud: str = "novalite") -> dict[str, str]:
+    """[monitor] for simulated hosts: agents beat to the monitor at listen_host:udp_port with the key in
+    ``key_file``; the command fencer powers a host off by killing its agent (novalite simulated-host)."""
+    fence = f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} --config-file {config_file}"
+    return {"heartbeat_key_file": str(key_file), "heartbeat_address": f"{listen_host}:{udp_port}",
+            "listen_host": listen_host, "listen_port": str(udp_port), "fencer": "command",
+            "fence_command": fence, "os_cloud": os_cloud}
 
 
 def write_config(paths: StackPaths, *, port: int, database_url: str | None, auth_strategy: str,
@@ -169,7 +170,7 @@ def run_up(*, data_dir: str, computes: int, port: int, database_url: str | None,
     monitor_opts = None
     if monitor:
         ensure_secret(paths.monitor_key)
-        monitor_opts = monitor_options(paths, udp_port=free_udp_port())
+        monitor_opts = monitor_options(key_file=paths.monitor_key, config_file=paths.config, udp_port=free_udp_port())
     write_config(paths, port=port, database_url=database_url, auth_strategy=auth_strategy, monitor=monitor_opts)
     from novalite import config
 
