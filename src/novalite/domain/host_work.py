@@ -37,6 +37,7 @@ from novalite.db import servers as db
 from novalite.db.allocations import allocations_for_consumer
 from novalite.domain import states
 from novalite.domain.scheduler import Scheduler
+from novalite.domain.servers import instance_name
 from novalite.timeutils import utcnow
 
 LOG = logging.getLogger("novalite.host_work")
@@ -76,7 +77,7 @@ class Result:
 
 def _guest(row: Row) -> dict:
     flavor = json.loads(row.flavor or "{}")
-    return {"uuid": row.uuid, "name": f"instance-{row.id:08x}", "vcpus": row.vcpus or 0,
+    return {"uuid": row.uuid, "name": instance_name(row), "vcpus": row.vcpus or 0,
             "memory_mb": row.memory_mb or 0, "root_gb": row.root_gb or 0, "ephemeral_gb": row.ephemeral_gb or 0,
             "image_ref": row.image_ref, "flavor": flavor.get("name")}
 

@@ -15,11 +15,9 @@ from sqlalchemy import Engine, Row
 from novalite.config import Settings
 from novalite.db import compute_nodes as db
 from novalite.domain.liveness import UpWindow
+from novalite.domain.servers import instance_name_of
 from novalite.exceptions import BadRequest, NotFound, NovaError
 from novalite.uuidutils import is_uuid_like
-
-# Nova's [DEFAULT]instance_name_template default: a server's name on its hypervisor ("instance-0000002a").
-INSTANCE_NAME_TEMPLATE = "instance-%08x"
 
 
 class FeatureNotSupported(NovaError):
@@ -100,7 +98,7 @@ class Hypervisors:
             with self.engine.connect() as conn:
                 for host, instance_id, instance_uuid in db.instances_on_hosts(conn, sorted({r.host for r in rows})):
                     servers.setdefault(host, []).append(
-                        ServerOnHost(uuid=instance_uuid, name=INSTANCE_NAME_TEMPLATE % instance_id))
+                        ServerOnHost(uuid=instance_uuid, name=instance_name_of(instance_id)))
         window = self._window()
         return [self._state(row, window, tuple(servers.get(row.host, ())) if with_servers else None)
                 for row in rows]

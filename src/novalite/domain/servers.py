@@ -60,8 +60,12 @@ class InstanceInvalidState(Conflict):
 
 
 def instance_name(row: Row) -> str:
-    """Nova's default instance_name_template, "instance-%08x" of the row id."""
-    return f"instance-{row.id:08x}"
+    return instance_name_of(row.id)
+
+
+def instance_name_of(instance_id: int) -> str:
+    """Nova's default instance_name_template, "instance-%08x" of the instance's row id."""
+    return f"instance-{instance_id:08x}"
 
 
 def hostname_of(display_name: str) -> str:
