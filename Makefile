@@ -3,8 +3,9 @@ VENV       ?= .venv
 KS_VENV    ?= .venv-keystone
 PYTHON     ?= python3
 BIN         = $(VENV)/bin
+BACKENDS   ?= sqlite postgresql mariadb
 
-.PHONY: install run test lint bench services clean
+.PHONY: install run test lint bench services clean $(addprefix test-,$(BACKENDS))
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +30,18 @@ services:
 lint: install
 	$(BIN)/ruff check src tests bench
 
+# The suite runs once per database backend, the three runs side by side (each prints when it ends);
+# `make test-postgresql` runs one. PYTEST_ARGS passes options on, e.g. PYTEST_ARGS='-k force_down'.
 test: install $(KS_VENV)/bin/.installed services lint
-	TEST_KEYSTONE_VENV=$(abspath $(KS_VENV)) $(BIN)/pytest -q -rs $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory -j3 --output-sync=target $(addprefix test-,$(BACKENDS))
 
-bench: install
-	$(BIN)/python bench/api_latency.py
+$(addprefix test-,$(BACKENDS)): test-%: install $(KS_VENV)/bin/.installed services
+	@echo "== pytest --backend $*"
+	TEST_KEYSTONE_VENV=$(abspath $(KS_VENV)) $(BIN)/pytest -q -rs -p no:cacheprovider --backend $* $(PYTEST_ARGS)
+
+# Every API benchmark on SQLite, PostgreSQL and MariaDB, one table (4-10 min); BENCH_ARGS=--quick: ~2 min.
+bench: install services
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(KS_VENV) .novalite

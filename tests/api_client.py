@@ -1,7 +1,8 @@
 """In-process API harness for the API tests: a fresh database, the WSGI app, and request helpers.
 
-``Api`` builds novalite's WSGI application over a SQLite file and talks to it through Falcon's
-TestClient, or directly through WSGI (``raw``) when a test needs the exact response header lines.
+``Api`` builds novalite's WSGI application over a fresh database of the run's backend (tests/databases.py)
+and talks to it through Falcon's TestClient, or directly through WSGI (``raw``) when a test needs the
+exact response header lines.
 Compute services come to exist the public way, through the agents' interface; rows the API cannot
 create yet (other binaries, instances, migrations) are written with the db layer.
 """
@@ -29,6 +30,7 @@ from novalite.api.policy import Enforcer
 from novalite.db import api as db
 from novalite.db import engine as db_engine
 from novalite.timeutils import utcnow
+from tests import databases
 
 # noauth2 tokens are "user:project"; user "admin" is admin. Project ids are hex, as Nova's URLs need.
 PROJECT = "6f70656e737461636b"
@@ -63,12 +65,12 @@ class Raw:
 
 
 class Api:
-    """novalite's API over a fresh SQLite database, with the admin, member and agent credentials."""
+    """novalite's API over a fresh database of the run's backend, with the admin, member and agent credentials."""
 
     def __init__(self, root: Path, *, auth_strategy: str = "noauth2", env: dict[str, str] | None = None,
                  config_file: Path | None = None, keystone_headers: bool = False):
         root.mkdir(parents=True, exist_ok=True)
-        self.url = f"sqlite:///{root / 'novalite.sqlite'}"
+        self.url = databases.fresh_url(root)
         (root / "agent-token").write_text(AGENT_SECRET + "\n")
         (root / "admin-token").write_text(ADMIN_SECRET + "\n")
         environ = {
@@ -78,7 +80,6 @@ class Api:
             "NOVALITE_API__ADMIN_TOKEN_FILE": str(root / "admin-token"),
             **(env or {}),
         }
-        db_engine.sync(self.url)
         self.settings = config.load(config_file, environ=environ)
         base_dir = str(config_file.parent) if config_file else str(root)
         if keystone_headers:

@@ -1,75 +1,99 @@
-"""Shared fixtures: databases on every backend the suite runs against, and live stacks."""
+"""Shared fixtures: the run's database backend, fresh databases, and live stacks.
+
+A pytest run targets one backend: ``pytest --backend sqlite`` (the default), ``postgresql`` or ``mariadb``;
+``make test`` runs the suite once per backend. Every test that stores anything gets a fresh database of that
+backend (tests/databases.py). In the server backends' runs, modules marked ``no_database`` (they store nothing:
+detection, fencing, configuration…) are left out, since they already ran in the SQLite run; a test marked
+``only_backend("postgresql")`` runs only in that backend's run.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
+from tests import databases
 from tests.stack import Stack
 
-# Not NOVALITE_*: that prefix is novalite's own configuration, and unknown names there are errors.
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=databases.BACKENDS, default="sqlite",
+                     help="the database backend every test runs against (default: sqlite)")
 
 
-# backend → (admin URL, CREATE statement, DROP statement) for scratch databases.
-SCRATCH_DATABASES = {
-    "postgresql": (POSTGRES_ADMIN_URL, 'CREATE DATABASE "{name}"', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
-    "mariadb": (MARIADB_ADMIN_URL, "CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
-                "DROP DATABASE IF EXISTS `{name}`"),
-}
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_database: stores nothing; runs in the SQLite run only")
+    config.addinivalue_line("markers", "only_backend(name): runs only in the run of that backend")
+    databases.start(config.getoption("--backend"))
 
 
-def _as_admin(admin_url: str, statement: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(statement))
-    finally:
-        admin.dispose()
+def pytest_unconfigure(config):
+    databases.current().close()
 
 
-@contextlib.contextmanager
-def scratch_database(backend: str) -> Iterator[str]:
-    """A fresh, empty database on a server backend, dropped afterwards; fails loudly if the server is down."""
-    admin_url, create, drop = SCRATCH_DATABASES[backend]
-    name = f"novalite_test_{uuid.uuid4().hex[:12]}"
-    _as_admin(admin_url, create.format(name=name))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        _as_admin(admin_url, drop.format(name=name))
+def pytest_collection_modifyitems(config, items):
+    backend = config.getoption("--backend")
+    keep, leave = [], []
+    for item in items:
+        only = item.get_closest_marker("only_backend")
+        if only is not None:
+            wanted = only.args[0] == backend
+        else:
+            wanted = backend == "sqlite" or item.get_closest_marker("no_database") is None
+        (keep if wanted else leave).append(item)
+    if leave:
+        config.hook.pytest_deselected(items=leave)
+        items[:] = keep
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
-                        pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def database_url(request, tmp_path):
-    """An empty database URL on each backend (SQLite in WAL mode, PostgreSQL and MariaDB on 127.0.0.1)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'novalite.sqlite'}"
-        return
-    with scratch_database(request.param) as url:
-        yield url
+@pytest.fixture(scope="session")
+def backend(pytestconfig) -> str:
+    """The database backend of this run."""
+    return pytestconfig.getoption("--backend")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_databases_per_test(request):
+    current = databases.current()
+    current.forbidden_for = request.node.nodeid if request.node.get_closest_marker("no_database") else None
+    yield
+    current.forbidden_for = None
+    current.end_test()
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """An empty database of the run's backend (SQLite in WAL mode, PostgreSQL or MariaDB on 127.0.0.1)."""
+    return databases.fresh_url(tmp_path, migrated=False)
+
+
+@pytest.fixture
+def migrated_database_url(tmp_path):
+    """A database of the run's backend with the schema at head (what ``novalite db sync`` builds)."""
+    return databases.fresh_url(tmp_path)
 
 
 @pytest.fixture
 def sqlite_url(tmp_path):
+    """A SQLite database, whatever the run's backend: for what is about SQLite itself."""
     return f"sqlite:///{tmp_path / 'novalite.sqlite'}"
 
 
 @pytest.fixture
-def make_stack(tmp_path, sqlite_url):
-    """Factory for live stacks: make_stack(auth_strategy=..., database_url=...) → started API."""
+def make_stack(tmp_path):
+    """Factory for live stacks: make_stack(auth_strategy=..., database_url=...) → started API.
+
+    Without ``database_url`` the stacks of one test share one fresh database of the run's backend."""
     stacks: list[Stack] = []
+    shared: list[str] = []
 
     def make(*, database_url: str | None = None, start: bool = True, **kwargs) -> Stack:
-        stack = Stack(root=tmp_path / f"stack{len(stacks)}", database_url=database_url or sqlite_url, **kwargs)
+        if database_url is None:
+            if not shared:
+                shared.append(databases.fresh_url(tmp_path))
+            database_url = shared[0]
+        stack = Stack(root=tmp_path / f"stack{len(stacks)}", database_url=database_url, **kwargs)
         stacks.append(stack)
         if start:
             stack.start_api()

@@ -32,6 +32,7 @@ import requests
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
+from tests import databases
 from tests.stack import Stack, free_port, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,9 +258,9 @@ def keystone(tmp_path_factory) -> Iterator[Keystone]:
         _stop(proc)
 
 
-def start_keystone_stack(ks: Keystone, root: Path, **kwargs) -> Stack:
+def start_keystone_stack(ks: Keystone, root: Path, database_url: str, **kwargs) -> Stack:
     """A started novalite API with auth_strategy=keystone on the port the catalog names."""
-    stack = Stack(root=root, database_url=f"sqlite:///{root / 'novalite.sqlite'}", auth_strategy="keystone",
+    stack = Stack(root=root, database_url=database_url, auth_strategy="keystone",
                   extra_config={"keystone_authtoken": ks.authtoken_config()}, port=ks.compute_port, **kwargs)
     try:
         stack.start_api()
@@ -284,10 +285,11 @@ def wait_for_computes(ks: Keystone, stack: Stack, *hosts: str, timeout: float = 
 @contextlib.contextmanager
 def keystone_stack_with_compute(ks: Keystone, root: Path, host: str = "compute1") -> Iterator[Stack]:
     """A keystone-authenticated novalite API with one registered, heartbeating compute agent."""
-    stack = start_keystone_stack(ks, root)
-    try:
-        stack.start_compute(host)
-        wait_for_computes(ks, stack, host)
-        yield stack
-    finally:
-        stack.close()
+    with databases.for_module(root) as database_url:
+        stack = start_keystone_stack(ks, root, database_url)
+        try:
+            stack.start_compute(host)
+            wait_for_computes(ks, stack, host)
+            yield stack
+        finally:
+            stack.close()

@@ -10,11 +10,14 @@ import asyncio
 import threading
 import time
 
+import pytest
 import requests
 
 from novalite.agent.compute import AgentConfig, ComputeAgent
 from novalite.agent.virt.driver import GuestSpec
 from novalite.agent.virt.simulated import SimulatedDriver
+
+pytestmark = pytest.mark.no_database
 
 
 class FakeControlPlane:

@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from novalite.client import MAX_VERSION, ApiVersion
+from tests import databases
 from tests.stack import Stack
 
 pytestmark = pytest.mark.live
@@ -114,12 +115,13 @@ def stack(make_stack) -> Stack:
 def shared(tmp_path_factory) -> Iterator[Stack]:
     """One live stack for the tests that change nothing (listing, refusals, errors)."""
     root = tmp_path_factory.mktemp("cli-shared")
-    stack = Stack(root=root, database_url=f"sqlite:///{root / 'novalite.sqlite'}")
-    try:
-        stack.start_api()
-        yield _with_computes(stack)
-    finally:
-        stack.close()
+    with databases.for_module(root) as database_url:
+        stack = Stack(root=root, database_url=database_url)
+        try:
+            stack.start_api()
+            yield _with_computes(stack)
+        finally:
+            stack.close()
 
 
 # -- service-list ------------------------------------------------------------------------------------

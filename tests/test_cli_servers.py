@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from novalite.cli.up import seed_flavors
+from tests import databases
 from tests.clients import agent_process, client_env, parse_table
 from tests.stack import Stack, free_port, wait_until
 
@@ -122,12 +123,13 @@ def stack(make_stack) -> Stack:
 def shared(tmp_path_factory) -> Iterator[Stack]:
     """One live stack for the tests that leave every host running."""
     root = tmp_path_factory.mktemp("cli-servers")
-    stack = Stack(root=root, database_url=f"sqlite:///{root / 'novalite.sqlite'}")
-    try:
-        stack.start_api()
-        yield _with_hosts(stack)
-    finally:
-        stack.close()
+    with databases.for_module(root) as database_url:
+        stack = Stack(root=root, database_url=database_url)
+        try:
+            stack.start_api()
+            yield _with_hosts(stack)
+        finally:
+            stack.close()
 
 
 # -- boot, list, show ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from tempest.lib import exceptions as tempest_exc
 
 from novalite.cli.up import StackPaths, write_clouds_yaml
+from tests import databases
 from tests.clients import (
     client_env,
     compute_microversion,
@@ -43,15 +44,16 @@ COMPUTE = "nova-compute"
 @pytest.fixture(scope="module")
 def shared_stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("clients-live")
-    stack = Stack(root=root / "stack", database_url=f"sqlite:///{root / 'novalite.sqlite'}")
-    try:
-        stack.start_api()
-        for host in HOSTS:
-            stack.start_compute(host)
-        stack.wait_for_computes(*HOSTS)
-        yield stack
-    finally:
-        stack.close()
+    with databases.for_module(root) as database_url:
+        stack = Stack(root=root / "stack", database_url=database_url)
+        try:
+            stack.start_api()
+            for host in HOSTS:
+                stack.start_compute(host)
+            stack.wait_for_computes(*HOSTS)
+            yield stack
+        finally:
+            stack.close()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import pytest
 
 from novalite import config
 
+pytestmark = pytest.mark.no_database
+
 
 def test_defaults_are_novas():
     # spec 4.4: report_interval 10, service_down_time 60

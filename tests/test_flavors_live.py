@@ -18,6 +18,7 @@ import requests
 from tempest.lib import exceptions as tempest_exc
 from tempest.lib.services.compute.flavors_client import FlavorsClient
 
+from tests import databases
 from tests.clients import (
     FixedAuthProvider,
     compute_microversion,
@@ -35,12 +36,13 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("flavors-live")
-    stack = Stack(root=root / "stack", database_url=f"sqlite:///{root / 'novalite.sqlite'}")
-    try:
-        stack.start_api()
-        yield stack
-    finally:
-        stack.close()
+    with databases.for_module(root) as database_url:
+        stack = Stack(root=root / "stack", database_url=database_url)
+        try:
+            stack.start_api()
+            yield stack
+        finally:
+            stack.close()
 
 
 class _IdentityDiscovery(BaseHTTPRequestHandler):

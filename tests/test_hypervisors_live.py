@@ -19,6 +19,7 @@ from tempest.lib.services.compute.hypervisor_client import HypervisorClient
 
 from novalite.db import api as db
 from novalite.timeutils import utcnow
+from tests import databases
 from tests.clients import FixedAuthProvider, compute_microversion, nova, openstack, openstack_json, parse_table
 from tests.stack import Stack
 
@@ -46,20 +47,22 @@ def register_with_node(stack: Stack, host: str) -> tuple[dict, dict]:
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("hypervisors-live")
     # A long service_down_time: the registered services never heartbeat, and must stay "up".
-    live = Stack(root=root / "stack", database_url=f"sqlite:///{root / 'novalite.sqlite'}", service_down_time=3600)
-    try:
-        live.start_api()
-        live.nodes = {host: register_with_node(live, host) for host in HOSTS}
-        engine = create_engine(live.database_url)
-        live.instance_uuid = str(uuid.uuid4())
-        with engine.begin() as conn:
-            live.instance_id = conn.execute(insert(db.instances).values(
-                uuid=live.instance_uuid, host="cmp2", node="cmp2", vm_state="active", created_at=utcnow(), deleted=0,
-            )).inserted_primary_key[0]
-        engine.dispose()
-        yield live
-    finally:
-        live.close()
+    with databases.for_module(root) as database_url:
+        live = Stack(root=root / "stack", database_url=database_url, service_down_time=3600)
+        try:
+            live.start_api()
+            live.nodes = {host: register_with_node(live, host) for host in HOSTS}
+            engine = create_engine(live.database_url)
+            live.instance_uuid = str(uuid.uuid4())
+            with engine.begin() as conn:
+                live.instance_id = conn.execute(insert(db.instances).values(
+                    uuid=live.instance_uuid, host="cmp2", node="cmp2", vm_state="active", created_at=utcnow(),
+                    deleted=0,
+                )).inserted_primary_key[0]
+            engine.dispose()
+            yield live
+        finally:
+            live.close()
 
 
 def node_uuid(stack: Stack, host: str) -> str:

@@ -28,6 +28,8 @@ from novalite import config
 from novalite.monitor.fencing import FenceResult, load_fencer
 from tests.stack import free_port, wait_until
 
+pytestmark = pytest.mark.no_database
+
 REPO = Path(__file__).resolve().parents[1]
 
 

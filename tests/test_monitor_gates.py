@@ -13,6 +13,8 @@ from novalite.config import MonitorOpts
 from novalite.monitor import gates
 from novalite.monitor.recovery import EVACUATED, RECOVERING, marker, parse_marker
 
+pytestmark = pytest.mark.no_database
+
 # -- quorum ----------------------------------------------------------------------------------------------
 
 

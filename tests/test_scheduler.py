@@ -57,8 +57,8 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(database_url):
-    made = Cloud(database_url)
+def cloud(migrated_database_url):
+    made = Cloud(migrated_database_url)
     yield made
     made.engine.dispose()
 

@@ -32,7 +32,6 @@ from novalite.domain.scheduler import Scheduler
 from novalite.domain.servers import Requester, Servers
 from novalite.domain.services import Services
 from tests.clients import compute_microversion, tempest_services_client
-from tests.conftest import scratch_database
 from tests.stack import Stack, wait_until
 
 ADMIN = Requester(user_id="admin", project_id="6f70656e737461636b", is_admin=True)
@@ -90,8 +89,8 @@ class Cloud:
 
 
 @pytest.fixture
-def cloud(database_url):
-    made = Cloud(database_url)
+def cloud(migrated_database_url):
+    made = Cloud(migrated_database_url)
     yield made
     made.close()
 
@@ -327,35 +326,35 @@ def test_two_scheduler_processes_place_a_burst_once_each(make_stack, live_cloud)
 
 
 @pytest.mark.live
-@pytest.mark.postgres
-def test_database_outage_is_logged_and_the_next_pass_places(make_stack):
+@pytest.mark.only_backend("postgresql")
+def test_database_outage_is_logged_and_the_next_pass_places(make_stack, migrated_database_url):
     # A pass that cannot reach the database is logged and retried; the process survives the outage.
-    with scratch_database("postgresql") as url:
-        name = url.rsplit("/", 1)[1]
-        stack = _stack(make_stack, poll_interval=0.3, database_url=url, start=False)
-        cloud = Cloud(url, stack.config_file)
+    url = migrated_database_url
+    name = url.rsplit("/", 1)[1]
+    stack = _stack(make_stack, poll_interval=0.3, database_url=url, start=False)
+    cloud = Cloud(url, stack.config_file)
+    try:
+        cloud.add_host("compute1")
+        flavor = cloud.flavor()
+        proc = stack.start_scheduler()
+        cloud.engine.dispose()
+        admin = sa.create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
         try:
-            cloud.add_host("compute1")
-            flavor = cloud.flavor()
-            proc = stack.start_scheduler()
-            cloud.engine.dispose()
-            admin = sa.create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-            try:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-                    conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                         "WHERE datname = :name"), {"name": name})
-                wait_until(lambda: "placement pass failed" in stack.log("scheduler-scheduler.log"), timeout=15,
-                           what="the failed pass logged")
-                assert proc.poll() is None
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-                admin.dispose()
-            (uuid,) = cloud.boot(flavor)
-            assert wait_until(lambda: _placed(cloud, uuid), timeout=15, what="the server placed").host == "compute1"
-            assert "placement passes work again" in stack.log("scheduler-scheduler.log")
-            assert _stop(proc) == 0
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE datname = :name"), {"name": name})
+            wait_until(lambda: "placement pass failed" in stack.log("scheduler-scheduler.log"), timeout=15,
+                       what="the failed pass logged")
+            assert proc.poll() is None
         finally:
-            stack.close()
-            cloud.close()
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            admin.dispose()
+        (uuid,) = cloud.boot(flavor)
+        assert wait_until(lambda: _placed(cloud, uuid), timeout=15, what="the server placed").host == "compute1"
+        assert "placement passes work again" in stack.log("scheduler-scheduler.log")
+        assert _stop(proc) == 0
+    finally:
+        stack.close()
+        cloud.close()

@@ -21,6 +21,8 @@ from novalite.agent.virt.driver import GuestNotFound, GuestSpec, PowerState
 from novalite.agent.virt.simulated import GuestExists, SimulatedDriver, StateFileError
 from novalite.api.handlers.agent import NODE_REPORT
 
+pytestmark = pytest.mark.no_database
+
 HOST = "compute1"
 
 

@@ -1,4 +1,4 @@
-"""Storage and the service record's life on every backend (SQLite WAL and PostgreSQL).
+"""Storage and the service record's life on every backend (SQLite WAL, PostgreSQL and MariaDB).
 
 Pins spec section 4.3 (heartbeats touch only report_count / last_seen_up / updated_at), 4.5
 (forced_down and disabled survive restarts; a missing row is created fresh) and the schema
@@ -21,11 +21,10 @@ from novalite.exceptions import NotFound
 
 
 @pytest.fixture
-def services(database_url):
-    db_engine.sync(database_url)
-    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": database_url,
+def services(migrated_database_url):
+    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": migrated_database_url,
                                     "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
-    engine = db_engine.make_engine(database_url)
+    engine = db_engine.make_engine(migrated_database_url)
     yield Services(engine, settings)
     engine.dispose()
 
@@ -64,8 +63,8 @@ def test_the_migrations_build_exactly_the_tables_the_models_declare(database_url
     assert diff == []
 
 
-def test_db_status_command_reports_revision(sqlite_url, capsys, monkeypatch):
-    monkeypatch.setenv("NOVALITE_DATABASE__CONNECTION", sqlite_url)
+def test_db_status_command_reports_revision(database_url, capsys, monkeypatch):
+    monkeypatch.setenv("NOVALITE_DATABASE__CONNECTION", database_url)
     monkeypatch.setenv("NOVALITE_API__AUTH_STRATEGY", "noauth2")
     assert novalite_main(["db", "status"]) == 1  # empty database: behind head
     assert novalite_main(["db", "sync"]) == 0
@@ -75,6 +74,7 @@ def test_db_status_command_reports_revision(sqlite_url, capsys, monkeypatch):
     assert f"current: {db_engine.head_revision()}" in out
 
 
+@pytest.mark.only_backend("sqlite")
 def test_sqlite_runs_in_wal_mode(sqlite_url):
     db_engine.sync(sqlite_url)
     engine = db_engine.make_engine(sqlite_url)

@@ -21,7 +21,7 @@ import yaml
 
 from tests.stack import free_port, wait_until
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.only_backend("sqlite")]
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
