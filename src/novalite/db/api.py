@@ -71,13 +71,17 @@ def service_get_by_host_and_binary(conn: Connection, host: str, binary: str) -> 
     ).first()
 
 
+# Built once: every server create and evacuation reads the schedulers' addresses.
+_nudge_addresses = select(services.c.nudge_address).where(
+    services.c.deleted == 0, services.c.binary == bindparam("binary"), services.c.nudge_address.is_not(None))
+
+
 def nudge_addresses(conn: Connection, binary: str, hosts=None) -> list[str]:
     """Where the live ``binary`` services (of ``hosts``, if given) take wake-up datagrams."""
-    query = select(services.c.nudge_address).where(
-        services.c.deleted == 0, services.c.binary == binary, services.c.nudge_address.is_not(None))
+    query = _nudge_addresses
     if hosts is not None:
         query = query.where(services.c.host.in_(list(hosts)))
-    return [address for (address,) in conn.execute(query)]
+    return [address for (address,) in conn.execute(query, {"binary": binary})]
 
 
 def host_is_mapped(conn: Connection, host: str) -> bool:
@@ -126,16 +130,34 @@ def service_update(conn: Connection, service_id: int, **values) -> Row:
     return service_get_by_id(conn, service_id)
 
 
+# A heartbeat writes these and nothing else (spec 4.3), so it never overwrites an admin's change.
+_heartbeat_values = {"report_count": services.c.report_count + 1, "last_seen_up": bindparam("now"),
+                     "updated_at": bindparam("now")}
 _heartbeat = (
-    update(services)
-    .where(services.c.uuid == bindparam("b_uuid"), services.c.deleted == 0)
-    .values(report_count=services.c.report_count + 1, last_seen_up=bindparam("now"), updated_at=bindparam("now"))
+    update(services).where(services.c.uuid == bindparam("b_uuid"), services.c.deleted == 0).values(_heartbeat_values)
 )
+_heartbeat_many = (
+    update(services)
+    .where(services.c.uuid.in_(bindparam("b_uuids", expanding=True)), services.c.deleted == 0)
+    .values(_heartbeat_values)
+)
+_live_uuids = select(services.c.uuid).where(services.c.uuid.in_(bindparam("b_uuids", expanding=True)),
+                                            services.c.deleted == 0)
 
 
-def service_heartbeat(conn: Connection, service_uuid: str) -> bool:
-    """Bump report_count and last_seen_up atomically; False if the row is gone (Nova 4.3)."""
-    return conn.execute(_heartbeat, {"b_uuid": service_uuid, "now": utcnow()}).rowcount == 1
+def service_heartbeat_many(conn: Connection, service_uuids: list[str], now: dt.datetime) -> set[str]:
+    """One heartbeat for each of ``service_uuids`` (distinct) in one UPDATE: report_count + 1, last_seen_up and
+    updated_at = ``now``, nothing else. Returns the UUIDs that were beaten: all of them unless some rows are gone.
+
+    The UUIDs go in sorted order so that two overlapping batches lock their rows in the same order."""
+    if len(service_uuids) == 1:  # the usual batch while heartbeats do not overlap: the plain statement
+        (single,) = service_uuids
+        return {single} if conn.execute(_heartbeat, {"b_uuid": single, "now": now}).rowcount == 1 else set()
+    ordered = sorted(service_uuids)
+    if conn.execute(_heartbeat_many, {"b_uuids": ordered, "now": now}).rowcount == len(ordered):
+        return set(ordered)
+    # Some are deleted. A row live now was live at the UPDATE (a deleted row never comes back), so it was beaten.
+    return set(conn.execute(_live_uuids, {"b_uuids": ordered}).scalars())
 
 
 def service_destroy(conn: Connection, service_id: int, compute_host: str | None = None) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from novalite.config import Settings
 from novalite.db import api as db
 from novalite.db import compute_nodes as compute_nodes_db
+from novalite.domain.heartbeats import HeartbeatBatcher
 from novalite.domain.liveness import UpWindow
 from novalite.exceptions import BadRequest, Conflict, NotFound
 from novalite.timeutils import as_datetime
@@ -59,6 +60,7 @@ class Services:
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
+        self._heartbeats = HeartbeatBatcher(engine)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -217,6 +219,7 @@ class Services:
                 conn, service_id=row.id, host=row.host, nodename=nodename, values=resources)
 
     def heartbeat(self, service_uuid: str) -> None:
-        with self.engine.begin() as conn:
-            if not db.service_heartbeat(conn, service_uuid):
-                raise NotFound(f"Service {service_uuid} could not be found.")
+        """Spec 4.3: report_count + 1 and last_seen_up = now, committed with the heartbeats other threads of
+        this process sent meanwhile (novalite.domain.heartbeats); NotFound once the record is deleted."""
+        if not self._heartbeats.beat(service_uuid):
+            raise NotFound(f"Service {service_uuid} could not be found.")
