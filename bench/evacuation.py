@@ -11,9 +11,12 @@ unless --database-url) on 127.0.0.1. For each N, a fresh stack with --hosts comp
 4. polls GET /servers?host=<failed host> until it is empty and every server is ACTIVE elsewhere: t_end.
 
 Reported per N over the runs: median and p99 (the nearest-rank p99: with fewer than 100 runs, the
-maximum) of t_end − t0, of the time until every evacuate call was answered (accepted), and of the
-evacuated servers' own rebuild time. Between runs the failed host's agent restarts (it cleans up its
-evacuated copies), it is forced up again and the servers are deleted.
+maximum) of t_end − t0 and of the time until every evacuate call was answered (accepted); and, median
+per server, the CPU time (user + system, from /proc) of the API's gunicorn master and workers and of
+this process's clients until accepted (the force-down and the evacuate calls), and of the scheduler and
+the surviving agents until t_end; a loaded machine inflates these far less than it inflates wall times.
+Between runs the failed host's agent restarts (it cleans up its evacuated copies), it is forced up again
+and the servers are deleted.
 
     .venv/bin/python bench/evacuation.py                      # N = 10, 100, 1000
     .venv/bin/python bench/evacuation.py --sizes 100 --runs 20
@@ -29,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,9 +48,48 @@ DEFAULT_RUNS = {10: 10, 100: 10, 1000: 3}
 TARGET = (100, 1.0)  # issue 3: 100 servers ACTIVE elsewhere within 1 s of force-down
 
 
+ROLES = ("api", "scheduler", "compute")  # the stack's processes, by their novalite subcommand
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+def cpu_by_process_group() -> dict[int, float]:
+    """CPU seconds (user + system) of every live process, summed by process group: the stack starts each
+    process in a session of its own, so a group is one process with its children (gunicorn's workers)."""
+    out: dict[int, float] = defaultdict(float)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state): pgrp is 5, utime 14, stime 15
+        out[int(fields[2])] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+class CpuMeter:
+    """CPU seconds each role of the stack (and this process) spent between start() and stop()."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+
+    def start(self) -> None:
+        self.groups, self.own = cpu_by_process_group(), time.process_time()
+
+    def lap(self) -> dict[str, float]:
+        now = cpu_by_process_group()
+        spent = {role: 0.0 for role in ROLES}
+        for proc in self.stack.procs:
+            if proc.poll() is None and proc.args[3] in spent:
+                spent[proc.args[3]] += now.get(proc.pid, 0.0) - self.groups.get(proc.pid, 0.0)
+        spent["client"] = time.process_time() - self.own
+        return spent
 
 
 class Bench:
@@ -56,6 +99,7 @@ class Bench:
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=clients)
         self.sessions = [requests.Session() for _ in range(clients)]
+        self.cpu = CpuMeter(stack)
 
     def call(self, method: str, path: str, version: str, session: requests.Session | None = None, **kwargs):
         resp = (session or self.session).request(method, self.stack.endpoint + path, timeout=60,
@@ -89,17 +133,22 @@ class Bench:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
+        self.cpu.start()
         t0 = time.perf_counter()
         self.call("PUT", "/os-services/force-down", "2.11",
                   json={"host": source, "binary": "nova-compute", "forced_down": True})
         self.evacuate_all(ids)
         accepted = time.perf_counter() - t0
+        until_accepted = self.cpu.lap()
         while True:
             brief = self.call("GET", f"/servers?all_tenants=1&host={source}", "2.74").json()["servers"]
             if not brief:
                 break
             time.sleep(0.005)
         done = time.perf_counter() - t0
+        until_done = self.cpu.lap()
+        cpu = {"api": until_accepted["api"], "client": until_accepted["client"],
+               "scheduler": until_done["scheduler"], "compute": until_done["compute"]}
         servers = [s for s in self.call("GET", "/servers/detail?all_tenants=1", "2.74").json()["servers"]
                    if s["id"] in set(ids)]
         bad = [s for s in servers if s["status"] != "ACTIVE" or s["OS-EXT-SRV-ATTR:host"] == source]
@@ -109,14 +158,15 @@ class Bench:
         # Let the host return, clean up and come back; then clear the servers for the next run.
         self.stack.start_compute(source)
         wait_until(lambda: not [m for m in self.call("GET", "/os-migrations", "2.59").json()["migrations"]
-                                if m["status"] == "done"], timeout=60, interval=0.2, what="migrations completed")
+                                if m["status"] == "done"], timeout=60 + count * 0.3, interval=0.2,
+                   what="migrations completed")
         self.call("PUT", "/os-services/force-down", "2.11",
                   json={"host": source, "binary": "nova-compute", "forced_down": False})
         for server_id in ids:
             self.call("DELETE", f"/servers/{server_id}", "2.74")
         wait_until(lambda: not self.call("GET", "/servers?all_tenants=1", "2.74").json()["servers"], timeout=300,
                    interval=0.2, what="servers deleted")
-        return {"total": done, "accepted": accepted}
+        return {"total": done, "accepted": accepted, **{f"cpu_{role}": seconds for role, seconds in cpu.items()}}
 
 
 def bench_size(count: int, runs: int, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -134,7 +184,7 @@ def bench_size(count: int, runs: int, args: argparse.Namespace) -> dict[str, lis
                 stack.start_compute(host)
             stack.wait_for_computes(*hosts)
             bench = Bench(stack, hosts, args.clients)
-            figures: dict[str, list[float]] = {"total": [], "accepted": []}
+            figures: dict[str, list[float]] = defaultdict(list)
             for run in range(runs):
                 source = hosts[run % len(hosts)]
                 result = bench.run(source, count)
@@ -162,14 +212,17 @@ def main() -> None:
         runs = args.runs or DEFAULT_RUNS.get(count, 5)
         figures = bench_size(count, runs, args)
         rows.append((count, runs, figures))
-    print()
+    print(f"\n(load average at the end: {os.getloadavg()[0]:.2f})\n")
     print(f"{'servers':>8} {'runs':>5} {'total median ms':>16} {'total p99 ms':>13} {'accepted median ms':>19}"
-          f" {'per server ms':>14}")
+          f" {'per server ms':>14}   CPU ms per server (median): {'  '.join(f'{r:>9}' for r in (*ROLES, 'client'))}")
     for count, runs, figures in rows:
         total = figures["total"]
         median_ms = statistics.median(total) * 1000
+        cpu = "  ".join(f"{statistics.median(figures[f'cpu_{role}']) * 1000 / count:>9.2f}"
+                        for role in (*ROLES, "client"))
         print(f"{count:>8} {runs:>5} {median_ms:>16.0f} {p99(total) * 1000:>13.0f} "
-              f"{statistics.median(figures['accepted']) * 1000:>19.0f} {median_ms / count:>14.2f}")
+              f"{statistics.median(figures['accepted']) * 1000:>19.0f} {median_ms / count:>14.2f}"
+              f"   {'':>28}{cpu}")
     for count, _runs, figures in rows:
         if count == TARGET[0]:
             median = statistics.median(figures["total"])

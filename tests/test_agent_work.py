@@ -38,23 +38,30 @@ NOAUTH = {"NOVALITE_API__AUTH_STRATEGY": "noauth2"}
 
 class Gate:
     """WSGI middleware: counts requests by (method, last path segment); refuses those ``closed`` matches,
-    and loses the answers of those ``lost`` matches (they are served, the caller gets a 503)."""
+    loses the answers of those ``lost`` matches (they are served, the caller gets a 503), and holds those
+    ``slow`` matches for ``slow_seconds`` before serving them."""
 
     def __init__(self, app):
         self.app = app
         self.counts: collections.Counter = collections.Counter()
         self.closed: Callable[[str, str], bool] = lambda method, path: False
         self.lost: Callable[[str, str], bool] = lambda method, path: False
+        self.slow: Callable[[str, str], bool] = lambda method, path: False
+        self.slow_seconds = 0.2
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
         with self._lock:
             self.counts[method, path.rsplit("/", 1)[-1]] += 1
-        if self.lost(method, path):
+        # Each rule is asked once per request: a test may change it meanwhile.
+        closed, lost, slow = self.closed(method, path), self.lost(method, path), self.slow(method, path)
+        if slow:
+            time.sleep(self.slow_seconds)
+        if lost:
             served = self.app(environ, lambda status, headers, exc_info=None: None)
             b"".join(served)
-        if self.closed(method, path) or self.lost(method, path):
+        if closed or lost:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"closed by the test"]
         return self.app(environ, start_response)
@@ -213,7 +220,9 @@ def test_a_servers_tasks_run_one_after_the_other(harness):
 
 def test_results_go_back_in_batches(harness):
     # Fifty spawns' results take a handful of POSTs, not fifty: whatever is ready goes in the next one.
+    # Each POST takes 0.2 s here, so the count does not depend on how fast this machine is today.
     agent = harness.agent()
+    harness.gate.slow = lambda method, path: path.endswith("/results")
 
     async def scenario(agent):
         await eventually(harness.ready, what="the agent ready")

@@ -10,8 +10,10 @@ through domain.conductor.Conductor, and takes its work from the database instead
   database directly: it is control plane, like Nova's scheduler and conductor;
 - it runs a placement pass when nudged (the API nudges every registered nova-scheduler once it has
   recorded a new server or an evacuation) and at least every ``[scheduler] poll_interval``, so a lost
-  nudge only delays the work. Nudges that arrive during a pass make exactly one more pass;
-- after a pass it nudges the agents of the hosts that got work;
+  nudge only delays the work. Nudges that arrive during a pass make exactly one more pass (during a
+  burst, ``BURST_GATHER`` later, so that one pass serves several servers);
+- as a pass goes (after each batch of placements, domain/conductor.py) it nudges the agents of the hosts
+  that got work, so the first rebuilds start while later evacuations are still being placed;
 - a pass that fails (the database unreachable, …) is logged and the next pass tries again: the process
   never dies of it. SIGINT and SIGTERM stop it once the current pass is over.
 
@@ -43,6 +45,12 @@ from novalite.nudge import NudgeListener, Nudger
 LOG = logging.getLogger("novalite.scheduler_service")
 BINARY = "nova-scheduler"
 SERVICE_VERSION = 1
+# Seconds a pass waits, when nudged right after a pass that placed something, for the rest of a burst to
+# arrive. The API nudges once per server, and a fault monitor sends a host's evacuations a few ms apart:
+# without the wait every pass (its reads, the nudges of hosts, their agents' looks at their work) served
+# about one server. Measured (bench/evacuation.py, 100 servers): the scheduler's CPU per server halved,
+# and the agents' and the API's fell too. The first work after a quiet spell is placed at once.
+BURST_GATHER = 0.01
 
 
 def default_host() -> str:
@@ -140,17 +148,20 @@ class SchedulerService:
 
     async def place_forever(self) -> None:
         while not self._stop.is_set():
-            await asyncio.to_thread(self.place_once)
-            # A nudge that came during the pass is already waiting: the next pass starts at once.
-            await self.listener.wait(self.settings.scheduler.poll_interval)
+            result = await asyncio.to_thread(self.place_once)
+            # A nudge that came during the pass is already waiting: the next pass starts at once, or, when
+            # this pass placed something (a burst is under way), after BURST_GATHER.
+            nudged = await self.listener.wait(self.settings.scheduler.poll_interval)
+            if nudged and result is not None and result.placed:
+                await self._sleep(BURST_GATHER)
 
     def place_once(self) -> PassResult | None:
-        """One pass over pending builds and evacuations, then nudge the hosts that got work.
+        """One pass over pending builds and evacuations, nudging the hosts that got work after each batch.
 
         None if the pass failed; it is logged (once per distinct error) and the next pass retries.
         """
         try:
-            result = self.conductor.place_pending()
+            result = self.conductor.place_pending(on_batch=self._nudge_hosts)
         except Exception as error:  # one failed pass must never end the process
             message = f"{type(error).__name__}: {error}"
             if message != self._pass_error:
@@ -164,14 +175,15 @@ class SchedulerService:
             LOG.info("placement passes work again")
             self._pass_error = None
         if result.placed or result.failed:
-            LOG.info("placement pass: %d placed, %d failed; nudging %s", result.placed, result.failed,
+            LOG.info("placement pass: %d placed, %d failed; nudged %s", result.placed, result.failed,
                      ", ".join(sorted(result.hosts)) or "no host")
-        if result.hosts:
-            try:
-                self.servers.nudge_hosts(result.hosts)
-            except SQLAlchemyError as error:  # their agents find the work at their next periodic look
-                LOG.warning("cannot read the nudge addresses of %s (%s)", sorted(result.hosts), error)
         return result
+
+    def _nudge_hosts(self, hosts: set[str]) -> None:
+        try:
+            self.servers.nudge_hosts(hosts)
+        except SQLAlchemyError as error:  # their agents find the work at their next periodic look
+            LOG.warning("cannot read the nudge addresses of %s (%s)", sorted(hosts), error)
 
 
 def run_scheduler(settings: Settings, host: str) -> None:

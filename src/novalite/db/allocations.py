@@ -61,8 +61,11 @@ def candidate_nodes(conn: Connection, host: str | None = None) -> list[Row]:
     return list(conn.execute(query))
 
 
+_candidate_by_id = _candidates.where(compute_nodes.c.id == bindparam("node_id"))  # built once: claims run hot
+
+
 def candidate_node(conn: Connection, node_id: int) -> Row | None:
-    return conn.execute(_candidates.where(compute_nodes.c.id == node_id)).first()
+    return conn.execute(_candidate_by_id, {"node_id": node_id}).first()
 
 
 _lock_node = (
@@ -88,12 +91,15 @@ def compute_node_generations_bump(conn: Connection, node_ids: list[int]) -> None
                      .values(generation=compute_nodes.c.generation + 1))
 
 
+_insert_allocation = insert(allocations)
+
+
 def allocation_create(conn: Connection, *, consumer_uuid: str, compute_node_id: int, vcpus: int,
                       memory_mb: int, disk_gb: int) -> None:
-    conn.execute(insert(allocations).values(
-        consumer_uuid=consumer_uuid, compute_node_id=compute_node_id, vcpus=vcpus, memory_mb=memory_mb,
-        disk_gb=disk_gb, created_at=utcnow(),
-    ))
+    conn.execute(_insert_allocation, {
+        "consumer_uuid": consumer_uuid, "compute_node_id": compute_node_id, "vcpus": vcpus,
+        "memory_mb": memory_mb, "disk_gb": disk_gb, "created_at": utcnow(),
+    })
 
 
 _by_consumer = (
@@ -104,9 +110,22 @@ _by_consumer = (
 )
 
 
+_by_one_consumer = _by_consumer.where(allocations.c.consumer_uuid == bindparam("consumer"))
+
+
 def allocations_for_consumer(conn: Connection, consumer_uuid: str) -> list[Row]:
     """The consumer's allocations, oldest first, each with its node's host, name and UUID."""
-    return list(conn.execute(_by_consumer.where(allocations.c.consumer_uuid == consumer_uuid)))
+    return list(conn.execute(_by_one_consumer, {"consumer": consumer_uuid}))
+
+
+_by_consumers = _by_consumer.where(allocations.c.consumer_uuid.in_(bindparam("consumers", expanding=True)))
+
+
+def allocations_for_consumers(conn: Connection, consumer_uuids: list[str]) -> list[Row]:
+    """The allocations of every consumer named (a batch of placements' "already held" nodes)."""
+    if not consumer_uuids:
+        return []
+    return list(conn.execute(_by_consumers, {"consumers": consumer_uuids}))
 
 
 def allocations_on_node(conn: Connection, node_id: int) -> list[Row]:

@@ -5,15 +5,20 @@ Functions take an open Connection so the caller chooses the transaction. State c
 conditional (``expected`` column values, as Nova's ``instance.save(expected_task_state=…)``):
 a change whose precondition no longer holds updates nothing and says so, so two actors racing on
 one server never both win.
+
+The statements of the hot paths (a server read, an action, an event, a migration, and the conditional
+updates of db/conditional.py) are built once, with bind parameters, and reused: building a SQLAlchemy
+statement costs several times what executing a cached one does (about 0.2 ms against 0.05 ms for a
+server read on SQLite).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 
+from novalite.db.conditional import Expected, expected_conditions, update_if
 from novalite.db.models import (
     Instance,
     InstanceAction,
@@ -21,6 +26,7 @@ from novalite.db.models import (
     InstanceFault,
     InstanceMetadata,
     Migration,
+    Service,
 )
 from novalite.timeutils import utcnow
 
@@ -30,26 +36,7 @@ instance_faults = InstanceFault.__table__
 instance_actions = InstanceAction.__table__
 action_events = InstanceActionEvent.__table__
 migrations = Migration.__table__
-
-Expected = dict[str, Any]  # column → value, or a tuple of allowed values (None allowed as a value)
-
-
-def _conditions(table, expected: Expected) -> list:
-    out = []
-    for column, value in expected.items():
-        col = table.c[column]
-        if isinstance(value, tuple):
-            allowed = [v for v in value if v is not None]
-            cond = col.in_(allowed) if allowed else None
-            if None in value:
-                cond = col.is_(None) if cond is None else or_(cond, col.is_(None))
-            out.append(cond)
-        elif value is None:
-            out.append(col.is_(None))
-        else:
-            out.append(col == value)
-    return out
-
+services = Service.__table__
 
 # -- instances ----------------------------------------------------------------------------------------
 
@@ -62,35 +49,65 @@ def instance_create(conn: Connection, values: dict, metadata: dict[str, str]) ->
     return instance_get(conn, values["uuid"])
 
 
+_instance_by_uuid = select(instances).where(instances.c.uuid == bindparam("uuid"))
+_live_instance_by_uuid = _instance_by_uuid.where(instances.c.deleted == 0)
+
+
 def instance_get(conn: Connection, uuid: str, *, read_deleted: bool = False) -> Row | None:
-    query = select(instances).where(instances.c.uuid == uuid)
-    if not read_deleted:
-        query = query.where(instances.c.deleted == 0)
-    return conn.execute(query).first()
+    query = _instance_by_uuid if read_deleted else _live_instance_by_uuid
+    return conn.execute(query, {"uuid": uuid}).first()
+
+
+# The host's nova-compute service beside the server: what an evacuation judges (is the source up?).
+HOST_SERVICE_COLUMNS = (
+    services.c.id.label("host_service_id"),
+    services.c.forced_down.label("host_service_forced_down"),
+    services.c.last_seen_up.label("host_service_last_seen_up"),
+    services.c.created_at.label("host_service_created_at"),
+)
+_live_instance_with_host_service = (
+    select(instances, *HOST_SERVICE_COLUMNS)
+    .select_from(instances.outerjoin(services, and_(services.c.host == instances.c.host,
+                                                    services.c.binary == "nova-compute", services.c.deleted == 0)))
+    .where(instances.c.uuid == bindparam("uuid"), instances.c.deleted == 0)
+)
+_live_instance_with_host_service_locked = _live_instance_with_host_service.with_for_update(of=instances)
+
+
+def instance_with_host_service(conn: Connection, uuid: str, *, lock: bool = False) -> Row | None:
+    """The live instance with its host's live nova-compute service (``host_service_*`` columns, None when
+    the instance has no host or the host no such service), in one statement.
+
+    ``lock``: a locking read (FOR UPDATE; SQLite's write lock covers it), which sees the newest committed row
+    even where a plain read in the transaction would see its snapshot (MariaDB's repeatable read)."""
+    query = _live_instance_with_host_service_locked if lock else _live_instance_with_host_service
+    return conn.execute(query, {"uuid": uuid}).first()
+
+
+_instances_by_uuids = select(instances).where(instances.c.uuid.in_(bindparam("uuids", expanding=True)))
 
 
 def instances_get(conn: Connection, uuids: Sequence[str]) -> list[Row]:
+    """The instances of ``uuids`` (deleted ones too), in no particular order."""
     if not uuids:
         return []
-    return list(conn.execute(select(instances).where(instances.c.uuid.in_(uuids))))
+    return list(conn.execute(_instances_by_uuids, {"uuids": list(uuids)}))
 
 
 def instance_update(conn: Connection, uuid: str, expected: Expected | None = None, **values) -> bool:
     """Change a live instance if it still is as ``expected``; True if it changed."""
-    query = (update(instances)
-             .where(instances.c.uuid == uuid, instances.c.deleted == 0, *_conditions(instances, expected or {}))
-             .values(updated_at=utcnow(), **values))
-    return conn.execute(query).rowcount == 1
+    return update_if(conn, instances, uuid, expected, values)
 
 
 def instance_destroy(conn: Connection, uuid: str, expected: Expected | None = None) -> bool:
     """Soft-delete the instance and its metadata (Nova's instance_destroy); True if it was live."""
     now = utcnow()
+    conditions, params = expected_conditions(instances, expected or {})
     query = (update(instances)
-             .where(instances.c.uuid == uuid, instances.c.deleted == 0, *_conditions(instances, expected or {}))
+             .where(instances.c.uuid == uuid, instances.c.deleted == 0, *conditions)
              .values(deleted=instances.c.id, deleted_at=now, updated_at=now, vm_state="deleted", task_state=None,
                      terminated_at=now))
-    if conn.execute(query).rowcount != 1:
+    if conn.execute(query, params).rowcount != 1:
         return False
     conn.execute(update(instance_metadata)
                  .where(instance_metadata.c.instance_uuid == uuid, instance_metadata.c.deleted == 0)
@@ -158,27 +175,52 @@ def latest_faults(conn: Connection, uuids: Sequence[str]) -> dict[str, Row]:
 
 # -- instance actions ------------------------------------------------------------------------------
 
+_insert_action = insert(instance_actions)
+_insert_event = insert(action_events)
+_latest_action = (select(instance_actions)
+                  .where(instance_actions.c.instance_uuid == bindparam("instance_uuid"),
+                         instance_actions.c.action == bindparam("action"), instance_actions.c.deleted == 0)
+                  .order_by(instance_actions.c.id.desc()).limit(1))
+_latest_action_ids = (select(instance_actions.c.instance_uuid, func.max(instance_actions.c.id))
+                      .where(instance_actions.c.instance_uuid.in_(bindparam("uuids", expanding=True)),
+                             instance_actions.c.action == bindparam("action"), instance_actions.c.deleted == 0)
+                      .group_by(instance_actions.c.instance_uuid))
+_action_by_id = instance_actions.c.id == bindparam("action_id")
+_action_touched = update(instance_actions).where(_action_by_id).values(updated_at=bindparam("now"))
+_action_errored = _action_touched.values(message="Error")
+_action_finished = update(instance_actions).where(_action_by_id).values(
+    finish_time=bindparam("now"), updated_at=bindparam("now"))
+_action_finished_with = _action_finished.values(message=bindparam("message"))
+
+
 def action_start(conn: Connection, *, instance_uuid: str, action: str, request_id: str | None,
                  user_id: str | None, project_id: str | None) -> int:
     now = utcnow()
-    result = conn.execute(insert(instance_actions).values(
-        action=action, instance_uuid=instance_uuid, request_id=request_id, user_id=user_id,
-        project_id=project_id, start_time=now, created_at=now, updated_at=now, deleted=0))
+    result = conn.execute(_insert_action, {
+        "action": action, "instance_uuid": instance_uuid, "request_id": request_id, "user_id": user_id,
+        "project_id": project_id, "start_time": now, "created_at": now, "updated_at": now, "deleted": 0})
     return result.inserted_primary_key[0]
 
 
 def action_latest(conn: Connection, instance_uuid: str, action: str) -> Row | None:
-    return conn.execute(select(instance_actions)
-                        .where(instance_actions.c.instance_uuid == instance_uuid,
-                               instance_actions.c.action == action, instance_actions.c.deleted == 0)
-                        .order_by(instance_actions.c.id.desc()).limit(1)).first()
+    return conn.execute(_latest_action, {"instance_uuid": instance_uuid, "action": action}).first()
+
+
+def latest_action_ids(conn: Connection, instance_uuids: Sequence[str], action: str) -> dict[str, int]:
+    """The id of each instance's newest live ``action`` (as ``action_latest`` finds it), for many at once."""
+    if not instance_uuids:
+        return {}
+    rows = conn.execute(_latest_action_ids, {"uuids": list(instance_uuids), "action": action})
+    return {uuid: action_id for uuid, action_id in rows}
 
 
 def action_finish(conn: Connection, action_id: int, message: str | None = None) -> None:
     """Finish an action; a ``message`` ("Error") is kept, none leaves the one its events set."""
-    now = utcnow()
-    conn.execute(update(instance_actions).where(instance_actions.c.id == action_id)
-                 .values(finish_time=now, updated_at=now, **({"message": message} if message else {})))
+    params = {"action_id": action_id, "now": utcnow()}
+    if message:
+        conn.execute(_action_finished_with, {**params, "message": message})
+    else:
+        conn.execute(_action_finished, params)
 
 
 def event_record(conn: Connection, action_id: int, event: str, *, host: str | None, result: str,
@@ -187,11 +229,12 @@ def event_record(conn: Connection, action_id: int, event: str, *, host: str | No
 
     As Nova's action_event_finish: the action's updated_at moves, and an error marks it "Error"."""
     now = utcnow()
-    conn.execute(insert(action_events).values(
-        action_id=action_id, event=event, start_time=started_at or now, finish_time=now, result=result,
-        traceback=traceback, host=host, details=details, created_at=now, deleted=0))
-    changes = {"updated_at": now, **({"message": "Error"} if result.lower() == "error" else {})}
-    conn.execute(update(instance_actions).where(instance_actions.c.id == action_id).values(**changes))
+    conn.execute(_insert_event, {
+        "action_id": action_id, "event": event, "start_time": started_at or now, "finish_time": now,
+        "result": result, "traceback": traceback, "host": host, "details": details, "created_at": now,
+        "deleted": 0})
+    touched = _action_errored if result.lower() == "error" else _action_touched
+    conn.execute(touched, {"action_id": action_id, "now": now})
 
 
 def _changed_between(table, since, before) -> list:
@@ -244,27 +287,30 @@ def events_of(conn: Connection, action_id: int) -> list[Row]:
 
 # -- migrations ------------------------------------------------------------------------------------------
 
-def migration_create(conn: Connection, **values) -> Row:
-    conn.execute(insert(migrations).values(created_at=utcnow(), deleted=0, **values))
-    return migration_get(conn, values["uuid"])
+_insert_migration = insert(migrations)
+_migration_by_uuid = select(migrations).where(migrations.c.uuid == bindparam("uuid"), migrations.c.deleted == 0)
+_migrations_with_status = (select(migrations)
+                           .where(migrations.c.deleted == 0, migrations.c.status == bindparam("status"),
+                                  migrations.c.migration_type == bindparam("migration_type"))
+                           .order_by(migrations.c.id).limit(bindparam("limit")))
+
+
+def migration_create(conn: Connection, **values) -> None:
+    """Insert a migration (``values`` name its columns; ``uuid`` among them)."""
+    conn.execute(_insert_migration, {"created_at": utcnow(), "deleted": 0, **values})
 
 
 def migration_get(conn: Connection, uuid: str) -> Row | None:
-    return conn.execute(select(migrations).where(migrations.c.uuid == uuid, migrations.c.deleted == 0)).first()
+    return conn.execute(_migration_by_uuid, {"uuid": uuid}).first()
 
 
 def migration_update(conn: Connection, uuid: str, expected: Expected | None = None, **values) -> bool:
-    query = (update(migrations)
-             .where(migrations.c.uuid == uuid, migrations.c.deleted == 0, *_conditions(migrations, expected or {}))
-             .values(updated_at=utcnow(), **values))
-    return conn.execute(query).rowcount == 1
+    return update_if(conn, migrations, uuid, expected, values)
 
 
 def migrations_with_status(conn: Connection, status: str, migration_type: str, limit: int) -> list[Row]:
-    return list(conn.execute(select(migrations)
-                             .where(migrations.c.deleted == 0, migrations.c.status == status,
-                                    migrations.c.migration_type == migration_type)
-                             .order_by(migrations.c.id).limit(limit)))
+    return list(conn.execute(_migrations_with_status,
+                             {"status": status, "migration_type": migration_type, "limit": limit}))
 
 
 def migration_in_flight_for_instance(conn: Connection, instance_uuid: str) -> Row | None:

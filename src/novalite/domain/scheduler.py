@@ -13,39 +13,52 @@ A placement (``select_destination``, ``move_claim``):
 5. claims on the best node, else the next (Nova's alternates). When every candidate filled up
    between the read and the claim, it reads again, at most ``[scheduler] claim_attempts`` times.
 
+A batch of placements (the scheduler process's pass) shares one read: a ``HostView`` holds every node as
+read once, and each claim's fresh read of its node (under the node's lock, below) replaces that node's
+state, with the claim counted in. Nova's scheduler does the same within one select_destinations: it
+consumes each chosen host's resources in its HostState rather than re-reading every host. Since the view
+may be a little old, a claim re-runs the compute filter (up and enabled) on the state it read under the
+lock, unless the host is forced.
+
 The claim, in one transaction: bump the node's generation (``UPDATE … SET generation = generation
 + 1 WHERE id = :id``), which locks the node until commit; re-read the node's allocations under that
-lock and re-check the capacity rule; insert the allocation. Releases bump the generation too, so it
-counts every change of a node's usage (placement's resource-provider generation).
+lock and re-check the capacity rule (and the compute filter); insert the allocation. Releases bump the
+generation too, so it counts every change of a node's usage (placement's resource-provider generation).
 Why not placement's compare-and-swap (``… AND generation = :seen``, retry on a miss): the re-check
 under the lock is what makes the claim safe, so the swap adds nothing but retries — and concurrent
 placements all weigh the same node best, so under load nearly every claim misses. 200 parallel
 claims on 3 nodes took 2,258 misses and 4.7 s on PostgreSQL that way, 0 misses and 1.7 s this way.
 
-The capacity rule (placement's, per resource: VCPU, MEMORY_MB, DISK_GB):
-    capacity = (total − reserved) × allocation_ratio;  used = the sum of the node's allocations
-    a request fits when used + requested ≤ capacity and requested ≤ total
-total and the allocation ratios are what the host's agent reports; reserved is the agent's
-reserved_host_cpus, reserved_host_memory_mb and reserved_host_disk_mb (rounded up to whole GB, as
-Nova does). The *_used columns the agent reports feed os-hypervisors only: the scheduler never reads
-them, so a server counts once — as its allocation — from the moment it is claimed. "requested ≤
-total" is placement's max_unit: overcommit never gives one server more than the host has.
+The nodes as a placement sees them, the capacity rule, the filters and the weigher: domain/host_states.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from novalite.config import Settings
 from novalite.db import allocations as db
+from novalite.domain.host_states import (
+    FILTERS,
+    HostState,
+    Inventory,
+    RequestSpec,
+    Selection,
+    capacity_shortfall,
+    compute_filter,
+    host_state,
+    weigh,
+)
 from novalite.domain.liveness import UpWindow
 from novalite.exceptions import NoValidHost
+
+# Re-exported: what callers of the scheduler name (requests, selections, node states, the filters).
+__all__ = ["FILTERS", "HostState", "HostView", "Inventory", "NOT_ENOUGH_HOSTS", "RequestSpec", "Scheduler",
+           "Selection", "StaleRequest", "compute_filter"]
 
 LOG = logging.getLogger("novalite.scheduler")
 
@@ -62,162 +75,32 @@ class StaleRequest(Exception):
 NOT_ENOUGH_HOSTS = "There are not enough hosts available."
 
 
-@dataclass(frozen=True)
-class RequestSpec:
-    """What one server needs, and where it may or must go."""
+class HostView:
+    """The nodes as a batch of placements sees them: read once (with the nodes the batch's consumers
+    already hold), then kept current by each claim's own fresh read of its node."""
 
-    consumer_uuid: str  # the instance
-    vcpus: int
-    memory_mb: int
-    disk_gb: int
-    availability_zone: str | None = None
-    requested_host: str | None = None  # pinned: only this host, filters still run (evacuate, force=false)
-    force_host: str | None = None  # forced: filters bypassed, capacity still claimed (evacuate, force=true)
-    ignore_hosts: tuple[str, ...] = ()  # never these (an evacuation's source)
+    def __init__(self, states: Iterable[HostState], held: dict[str, set[int]], consumers: Iterable[str]):
+        self._states = {state.node_id: state for state in states}  # by node id, as read
+        self._held = held
+        self._consumers = set(consumers)  # those whose held nodes were read
 
-    def __post_init__(self) -> None:
-        if self.requested_host and self.force_host:
-            raise ValueError("a request is either pinned to a host or forced onto one, not both")
+    def nodes(self, host: str | None = None) -> list[HostState]:
+        """Every node (or ``host``'s), by node id."""
+        return [s for s in self._states.values() if host is None or s.host == host]
 
+    def held(self, consumer_uuid: str) -> set[int] | None:
+        """The nodes the consumer holds an allocation on; None if it is not one of the view's consumers."""
+        return self._held.get(consumer_uuid, set()) if consumer_uuid in self._consumers else None
 
-@dataclass(frozen=True)
-class Selection:
-    """Where a server was placed; its allocation there is already claimed."""
+    def replace(self, states: Iterable[HostState]) -> None:
+        """Every node as read again."""
+        self._states = {state.node_id: state for state in states}
 
-    host: str
-    nodename: str
-    compute_node_uuid: str
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """One resource of one node: placement's inventory and usage."""
-
-    total: int
-    reserved: int
-    allocation_ratio: float
-    used: int  # sum of the node's allocations
-
-    @property
-    def capacity(self) -> float:
-        return (self.total - self.reserved) * self.allocation_ratio
-
-    def shortfall(self, amount: int, unit: str) -> str | None:
-        """Why ``amount`` does not fit (placement's capacity and max_unit checks), or None."""
-        if amount <= 0:
-            return None  # placement is not even asked for a resource of 0
-        if amount > self.total:
-            return f"requests {amount} {unit}, more than the host's total of {self.total} {unit}"
-        usable = self.capacity - self.used
-        if amount > usable:
-            return f"does not have {amount} {unit} usable, it only has {usable:g} {unit} usable"
-        return None
-
-
-@dataclass(frozen=True)
-class HostState:
-    """One node as a placement sees it at one read."""
-
-    node_id: int
-    node_uuid: str
-    host: str
-    nodename: str
-    generation: int
-    vcpus: Inventory
-    memory_mb: Inventory
-    disk_gb: Inventory
-    has_service: bool  # the host has a live nova-compute service record
-    up: bool  # that service is up (liveness.UpWindow: not forced down, heartbeat fresh)
-    disabled: bool
-    disabled_reason: str | None
-    availability_zone: str
-
-    @property
-    def free_ram_mb(self) -> int:
-        """Nova's free_ram_mb (memory_mb − memory_mb_used, reserved included), with usage from allocations."""
-        return self.memory_mb.total - self.memory_mb.reserved - self.memory_mb.used
-
-    def __str__(self) -> str:
-        return f"({self.host}, {self.nodename})"
-
-
-def host_state(row: Row, window: UpWindow, zone: str) -> HostState:
-    has_service = row.service_row_id is not None
-    return HostState(
-        node_id=row.id, node_uuid=row.uuid, host=row.host, nodename=row.hypervisor_hostname,
-        generation=row.generation,
-        vcpus=Inventory(row.vcpus, row.reserved_host_cpus, row.cpu_allocation_ratio, int(row.vcpus_allocated)),
-        memory_mb=Inventory(row.memory_mb, row.reserved_host_memory_mb, row.ram_allocation_ratio,
-                            int(row.memory_mb_allocated)),
-        disk_gb=Inventory(row.local_gb, math.ceil(row.reserved_host_disk_mb / 1024), row.disk_allocation_ratio,
-                          int(row.disk_gb_allocated)),
-        has_service=has_service,
-        up=has_service and window.is_up(bool(row.service_forced_down), row.service_last_seen_up,
-                                         row.service_created_at),
-        disabled=bool(row.service_disabled), disabled_reason=row.service_disabled_reason,
-        # novalite has no host aggregates: every compute host is in the default zone.
-        availability_zone=zone,
-    )
-
-
-# -- filters: each returns None to keep the host, or why it rejects it --------------------------------
-
-Filter = Callable[[HostState, RequestSpec], "str | None"]
-
-
-def compute_filter(host: HostState, spec: RequestSpec) -> str | None:
-    """Nova's ComputeFilter: the host's compute service is up and enabled (spec 4.6, 4.7)."""
-    if not host.has_service:
-        return "has no nova-compute service"
-    if host.disabled:
-        return f"is disabled, reason: {host.disabled_reason}"
-    if not host.up:
-        return "has not been heard from in a while (forced down or no heartbeat within service_down_time)"
-    return None
-
-
-def availability_zone_filter(host: HostState, spec: RequestSpec) -> str | None:
-    """Nova's AvailabilityZoneFilter: the host is in the requested zone, if one was requested."""
-    if spec.availability_zone and spec.availability_zone != host.availability_zone:
-        return f"is in availability zone {host.availability_zone!r}, not {spec.availability_zone!r}"
-    return None
-
-
-def ram_filter(host: HostState, spec: RequestSpec) -> str | None:
-    """Memory by the capacity rule (Nova's RamFilter, now placement's MEMORY_MB check)."""
-    return host.memory_mb.shortfall(spec.memory_mb, "MB RAM")
-
-
-def core_filter(host: HostState, spec: RequestSpec) -> str | None:
-    """vCPUs by the capacity rule (Nova's CoreFilter, now placement's VCPU check)."""
-    return host.vcpus.shortfall(spec.vcpus, "vCPUs")
-
-
-def disk_filter(host: HostState, spec: RequestSpec) -> str | None:
-    """Local disk by the capacity rule (Nova's DiskFilter, now placement's DISK_GB check)."""
-    return host.disk_gb.shortfall(spec.disk_gb, "GB disk")
-
-
-FILTERS: list[Filter] = [compute_filter, availability_zone_filter, ram_filter, core_filter, disk_filter]
-CAPACITY_FILTERS: list[Filter] = [ram_filter, core_filter, disk_filter]
-
-
-def capacity_shortfall(host: HostState, spec: RequestSpec) -> str | None:
-    for check in CAPACITY_FILTERS:
-        reason = check(host, spec)
-        if reason is not None:
-            return f"{check.__name__}: {reason}"
-    return None
-
-
-def ram_weigher(host: HostState) -> float:
-    """Nova's RAMWeigher with its default multiplier 1.0: more free RAM, higher weight (spreading)."""
-    return float(host.free_ram_mb)
-
-
-def weigh(hosts: list[HostState]) -> list[HostState]:
-    """Best first; equal weights in host name order, so a placement is repeatable."""
-    return sorted(hosts, key=lambda h: (-ram_weigher(h), h.host, h.nodename))
+    def update(self, state: HostState, claimed_by: str | None = None) -> None:
+        """A node as a claim just read it (its own claim counted in if ``claimed_by``)."""
+        self._states[state.node_id] = state
+        if claimed_by is not None and claimed_by in self._consumers:
+            self._held.setdefault(claimed_by, set()).add(state.node_id)
 
 
 class Scheduler:
@@ -227,24 +110,32 @@ class Scheduler:
 
     # -- placing ----------------------------------------------------------------------------------
 
-    def select_destination(self, spec: RequestSpec, on_claimed: OnClaimed | None = None) -> Selection:
-        """Place a new server: filter, weigh and claim (raises NoValidHost with Nova's message)."""
-        return self._place(spec, moving=False, on_claimed=on_claimed)
+    def select_destination(self, spec: RequestSpec, on_claimed: OnClaimed | None = None,
+                           view: HostView | None = None) -> Selection:
+        """Place a new server: filter, weigh and claim (raises NoValidHost with Nova's message).
+        ``view``: the batch's HostView (``view()``), else the nodes are read for this placement alone."""
+        return self._place(spec, moving=False, on_claimed=on_claimed, view=view)
 
-    def move_claim(self, spec: RequestSpec, on_claimed: OnClaimed | None = None) -> Selection:
+    def move_claim(self, spec: RequestSpec, on_claimed: OnClaimed | None = None,
+                   view: HostView | None = None) -> Selection:
         """Claim a destination for an evacuation; the consumer's source allocation stays.
 
         Nova keeps both until the source compute restarts and cleans up (spec 6); that cleanup calls
         ``release(consumer_uuid, host=source)``. The source belongs in ``spec.ignore_hosts``; a
         forced destination without room is Nova's "Unable to move instance …" NoValidHost.
         """
-        return self._place(spec, moving=True, on_claimed=on_claimed)
+        return self._place(spec, moving=True, on_claimed=on_claimed, view=view)
 
-    def _place(self, spec: RequestSpec, *, moving: bool, on_claimed: OnClaimed | None = None) -> Selection:
+    def _place(self, spec: RequestSpec, *, moving: bool, on_claimed: OnClaimed | None,
+               view: HostView | None) -> Selection:
         attempts = self.settings.scheduler.claim_attempts
         for attempt in range(1, attempts + 1):
-            for state in self._candidates(spec, moving=moving):
-                lost = self.claim(spec, state, on_claimed)
+            if view is None:
+                view = self.view([spec.consumer_uuid], host=spec.force_host or spec.requested_host)
+            elif attempt > 1:  # every candidate was lost to concurrent claims: read the nodes again
+                view.replace(self.host_states())
+            for state in self._candidates(spec, view, moving=moving):
+                lost = self._claim(spec, state, on_claimed, view)
                 if lost is None:
                     LOG.debug("claimed %s MB RAM, %s vCPUs, %s GB disk for %s on %s (attempt %d)",
                               spec.memory_mb, spec.vcpus, spec.disk_gb, spec.consumer_uuid, state, attempt)
@@ -256,17 +147,32 @@ class Scheduler:
 
     def host_states(self, host: str | None = None) -> list[HostState]:
         """Every live node (or ``host``'s) as of now, by node id."""
+        with self.engine.connect() as conn:
+            return self._host_states(conn, host)
+
+    def _host_states(self, conn: Connection, host: str | None = None) -> list[HostState]:
         window = UpWindow(self.settings.effective_service_down_time)
         zone = self.settings.DEFAULT.default_availability_zone
-        with self.engine.connect() as conn:
-            return [host_state(row, window, zone) for row in db.candidate_nodes(conn, host)]
+        return [host_state(row, window, zone) for row in db.candidate_nodes(conn, host)]
 
-    def _candidates(self, spec: RequestSpec, *, moving: bool) -> list[HostState]:
+    def view(self, consumer_uuids: Iterable[str], host: str | None = None) -> HostView:
+        """Every live node (or ``host``'s) and the nodes each consumer holds, read now on one connection."""
+        consumers = list(consumer_uuids)
+        with self.engine.connect() as conn:
+            states = self._host_states(conn, host)
+            held: dict[str, set[int]] = {}
+            for row in db.allocations_for_consumers(conn, consumers):
+                held.setdefault(row.consumer_uuid, set()).add(row.compute_node_id)
+        return HostView(states, held, consumers)
+
+    def _candidates(self, spec: RequestSpec, view: HostView, *, moving: bool) -> list[HostState]:
         """The nodes to try, best first; raises NoValidHost when there are none."""
         target = spec.force_host or spec.requested_host
-        states = self.host_states(target)
-        with self.engine.connect() as conn:
-            held = {row.compute_node_id for row in db.allocations_for_consumer(conn, spec.consumer_uuid)}
+        states = view.nodes(target)
+        held = view.held(spec.consumer_uuid)
+        if held is None:  # a consumer the view was not read for
+            with self.engine.connect() as conn:
+                held = {row.compute_node_id for row in db.allocations_for_consumer(conn, spec.consumer_uuid)}
         kept = []
         for state in states:
             if state.host in spec.ignore_hosts:
@@ -329,9 +235,14 @@ class Scheduler:
     def claim(self, spec: RequestSpec, state: HostState, on_claimed: OnClaimed | None = None) -> str | None:
         """Claim ``spec`` on the node ``state`` describes, atomically; None if claimed, else why not.
 
-        No filters here (they judged ``state``): the capacity rule alone, re-checked on the node's
-        allocations as they are once its lock is held, whatever changed since ``state`` was read.
+        The filters judged ``state``; here the capacity rule (and, unless the host is forced, the compute
+        filter) is re-checked on the node as it is once its lock is held, whatever changed since ``state``
+        was read.
         """
+        return self._claim(spec, state, on_claimed, None)
+
+    def _claim(self, spec: RequestSpec, state: HostState, on_claimed: OnClaimed | None,
+               view: HostView | None) -> str | None:
         with self.engine.connect() as conn, conn.begin() as txn:
             if not db.compute_node_lock(conn, state.node_id):
                 return "the compute node was deleted"
@@ -340,7 +251,10 @@ class Scheduler:
             if now.generation != state.generation + 1:
                 LOG.debug("%s changed since it was read (generation %d, now %d): re-checking on fresh usage",
                           state, state.generation, now.generation - 1)
-            reason = capacity_shortfall(now, spec)
+            if view is not None:
+                view.update(now)
+            reason = None if spec.force_host else compute_filter(now, spec)
+            reason = capacity_shortfall(now, spec) if reason is None else f"compute_filter: {reason}"
             if reason is not None:
                 txn.rollback()
                 return reason
@@ -354,6 +268,8 @@ class Scheduler:
                     conn, Selection(host=state.host, nodename=state.nodename, compute_node_uuid=state.node_uuid)):
                 txn.rollback()
                 raise StaleRequest(spec.consumer_uuid)
+        if view is not None:
+            view.update(now.consumed(spec), claimed_by=spec.consumer_uuid)
         return None
 
     def release(self, consumer_uuid: str, host: str | None = None) -> int:

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Row
@@ -35,6 +36,9 @@ from novalite.nudge import Nudger
 
 COMPUTE = "nova-compute"
 SCHEDULER = "nova-scheduler"
+EVACUABLE_VM_STATES = (states.ACTIVE, states.STOPPED, states.ERROR)  # Nova's check_instance_state for evacuate
+# How often an evacuation re-checks a server that changed between its read and its conditional update.
+EVACUATE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,16 @@ class Requester:
     project_id: str | None
     is_admin: bool
     request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Evacuation:
+    """An evacuation as recorded: its migration (``accepted``) and where the server leaves from."""
+
+    uuid: str  # the migration's
+    instance_uuid: str
+    source_compute: str | None
+    dest_compute: str | None  # the asked-for host, or None for the scheduler to choose
 
 
 class InstanceNotFound(NotFound):
@@ -255,37 +269,68 @@ class Servers:
     # -- evacuate ----------------------------------------------------------------------------------
 
     def evacuate(self, who: Requester, uuid: str, *, host: str | None = None, force: bool = False,
-                 target_state: str | None = None) -> Row:
-        """Spec 6 steps 8-11: record the evacuation (rebuilding + a migration ``accepted``) and nudge the
-        scheduler; returns the migration. The caller fetched the server and checked policy (steps 1-2)."""
-        row = self.get(who, uuid)
-        with self.engine.connect() as conn:
+                 target_state: str | None = None, authorize: Callable[[Row], None] | None = None) -> Evacuation:
+        """Spec 6: record the evacuation (rebuilding + a migration ``accepted``) and nudge the scheduler.
+
+        The server is read (404 if ``who`` may not see it), then ``authorize`` is called with it: the
+        caller's own checks that Nova makes between the server's read and the evacuation's (policy against
+        the server's owner, the microversion's rules; raising stops the evacuation). Then steps 8-11: target
+        host 404, same host 400, vm_state and task_state 409, source compute up 400.
+
+        One connection and one transaction: the reads (the server with its host's compute service in one
+        statement; the schedulers' nudge addresses, before the first write so SQLite's write lock is not
+        held for them), the conditional update (the server still in the state and on the host the checks
+        saw, so of two racing evacuations one wins), the action and the migration."""
+        migration_uuid = str(uuidlib.uuid4())
+        with self.engine.begin() as conn:
+            row = self._evacuable(conn, who, uuid)
+            if authorize is not None:
+                authorize(row)
             # Nova's service_get_by_compute_host: the host must run a (live) nova-compute service.
             if host is not None and self._compute_service(conn, host) is None:
                 raise NotFound(f"Compute host {host} not found.")
+            schedulers = services_db.nudge_addresses(conn, SCHEDULER)
+            row = self._mark_rebuilding(conn, uuid, row, host, target_state)
+            db.action_start(conn, instance_uuid=uuid, action="evacuate", request_id=who.request_id,
+                            user_id=who.user_id, project_id=who.project_id)
+            db.migration_create(
+                conn, uuid=migration_uuid, instance_uuid=uuid, source_compute=row.host, source_node=row.node,
+                dest_compute=host, status=states.MIGRATION_ACCEPTED, migration_type=states.EVACUATION,
+                dest_forced=bool(host and force), user_id=who.user_id, project_id=who.project_id)
+        self.nudger.send(schedulers)
+        return Evacuation(uuid=migration_uuid, instance_uuid=uuid, source_compute=row.host, dest_compute=host)
+
+    def _evacuable(self, conn: Connection, who: Requester, uuid: str) -> Row:
+        """The live server, if ``who`` may see it, with its host's nova-compute service (``host_service_*``
+        columns); else InstanceNotFound."""
+        row = db.instance_with_host_service(conn, uuid)
+        if row is None or not (who.is_admin or row.project_id == who.project_id):
+            raise InstanceNotFound(uuid)
+        return row
+
+    def _mark_rebuilding(self, conn: Connection, uuid: str, row: Row, host: str | None,
+                         target_state: str | None) -> Row:
+        """Nova's checks in order (same host 400, vm_state and task_state 409, source up 400), then task_state
+        rebuilding on condition that the server is still as checked. Should it have changed since ``row``
+        was read, the checks run again on what it is now. Returns the row the update was judged on."""
+        for _attempt in range(EVACUATE_ATTEMPTS):
+            self._check_evacuable(uuid, row, host)
+            if db.instance_update(conn, uuid, {"vm_state": EVACUABLE_VM_STATES, "task_state": None, "host": row.host},
+                                  task_state=states.REBUILDING, evacuate_target_state=target_state):
+                return row
+            row = db.instance_with_host_service(conn, uuid, lock=True)  # as it is now, not as first seen
+            if row is None:
+                raise InstanceNotFound(uuid)
+        raise InstanceInvalidState("evacuate", uuid, "task_state", row.task_state)
+
+    def _check_evacuable(self, uuid: str, row: Row, host: str | None) -> None:
         if host == row.host:  # as Nova compares: a server on no host, evacuated to no host, is refused too
             raise BadRequest("The target host can't be the same one.")
-        if row.vm_state not in (states.ACTIVE, states.STOPPED, states.ERROR):
+        if row.vm_state not in EVACUABLE_VM_STATES:
             raise InstanceInvalidState("evacuate", uuid, "vm_state", row.vm_state)
         if row.task_state is not None:
             raise InstanceInvalidState("evacuate", uuid, "task_state", row.task_state)
-        with self.engine.begin() as conn:
-            source = self._compute_service(conn, row.host) if row.host else None
-            if self._is_up(source):
-                raise BadRequest(f"Compute service of {row.host} is still in use.")
-            if not db.instance_update(conn, uuid, {"vm_state": (states.ACTIVE, states.STOPPED, states.ERROR),
-                                                   "task_state": None},
-                                      task_state=states.REBUILDING, evacuate_target_state=target_state):
-                now = db.instance_get(conn, uuid)
-                if now is None:
-                    raise InstanceNotFound(uuid)
-                raise InstanceInvalidState("evacuate", uuid, "task_state", now.task_state)
-            db.action_start(conn, instance_uuid=uuid, action="evacuate", request_id=who.request_id,
-                            user_id=who.user_id, project_id=who.project_id)
-            migration = db.migration_create(
-                conn, uuid=str(uuidlib.uuid4()), instance_uuid=uuid, source_compute=row.host,
-                source_node=row.node, dest_compute=host, status=states.MIGRATION_ACCEPTED,
-                migration_type=states.EVACUATION, dest_forced=bool(host and force),
-                user_id=who.user_id, project_id=who.project_id)
-        self.nudge_scheduler()
-        return migration
+        window = UpWindow(self.settings.effective_service_down_time)
+        if row.host_service_id is not None and window.is_up(
+                row.host_service_forced_down, row.host_service_last_seen_up, row.host_service_created_at):
+            raise BadRequest(f"Compute service of {row.host} is still in use.")
