@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import fnmatch
 import logging
 import os
 from dataclasses import dataclass, field
@@ -127,13 +128,22 @@ class MonitorOpts:
     # The monitor's side.
     listen_host: str = "127.0.0.1"
     listen_port: int = 8795
-    suspect_after: int = 3  # missed heartbeat intervals before a host is suspect
+    # Detection (monitor/detection.py): a host silent for suspect_after intervals is suspect and probed; it has
+    # failed when probe_attempts probes, probe_interval apart, go unanswered too: 2 × 0.1 + 3 × 0.04 = 0.32 s
+    # after its last beat, leaving time within issue 4's 0.5 s for fencing and force-down. A live host is failed
+    # only when silent on both channels that long; probe_attempts × probe_interval must exceed
+    # heartbeat_interval, or a monitor that is itself cut off could fail one host while others still count as
+    # alive (quorum). bench/README.md has the measurements behind these values (1,000 hosts, under CPU load).
+    suspect_after: int = 2  # missed heartbeat intervals before a host is suspect
     probe_attempts: int = 3  # unanswered probes (the second channel) before a suspect host has failed
-    probe_interval: float = 0.05
+    probe_interval: float = 0.04
     fencer: str = "none"  # none | command | redfish | ipmi; per-host settings in [fence:<host>] sections
     allow_unfenced: bool = False  # fencer "none" acts only with this explicit, unsafe setting
     fence_timeout: float = 30.0
     fence_poll_interval: float = 0.2  # seconds between two power-state reads while a fencer waits for "off"
+    # Seconds between two fencing attempts of a failed host whose fencing failed, while it stays failed (a BMC
+    # that was unreachable may answer later); 0: a failed fencing is not retried (an operator acts).
+    fence_retry_interval: float = 10.0
     # The command fencer's argv for hosts without a [fence:<host>] command, run without a shell; "{host}" is
     # replaced by the host's name. Exit status 0 must mean "powered off, and confirmed".
     fence_command: str = ""
@@ -162,6 +172,47 @@ class MonitorOpts:
     os_cloud: str = ""  # the clouds.yaml cloud to use; empty: OS_* variables
 
 
+HOST_GROUP_METHODS = ("evacuate", "notify")
+HOST_GROUP_TARGETS = ("any", "group")
+HOST_GROUP_FALLBACKS = ("scheduler", "none")
+_GLOB = frozenset("*?[")
+
+
+@dataclass
+class HostGroupOpts:
+    """A ``[host_group:<name>]`` section: the hosts of one group and the monitor's recovery policy for them.
+
+    A policy option left out (None) takes the [monitor] option of the same name; hosts in no group follow
+    [monitor] alone (monitor/groups.py resolves a host to its policy).
+    """
+
+    hosts: str = ""  # comma-separated host names and fnmatch patterns (compute-a-*); a host is in one group
+    recovery_method: str = "evacuate"  # evacuate | notify (journal and metric only, no fencing: a human acts)
+    reserved_hosts: str | None = None  # the group's spares, used first; each one of the group's hosts
+    evacuable_metadata_key: str | None = None
+    evacuable_extra_spec: str | None = None
+    priority_metadata_key: str | None = None
+    leave_disabled: bool | None = None
+    # any: after the spares the scheduler picks; group: each evacuate names a host of the group (the scheduler
+    # still checks it), and when no host of the group can take a server, `fallback` decides.
+    targets: str = "any"
+    fallback: str = "scheduler"  # scheduler: let the scheduler pick any host | none: leave it for a human
+
+    def patterns(self) -> list[str]:
+        return [h for h in (part.strip() for part in self.hosts.split(",")) if h]
+
+    def spares(self) -> list[str]:
+        return [h for h in (part.strip() for part in (self.reserved_hosts or "").split(",")) if h]
+
+    def matching(self, host: str) -> str | None:
+        """The entry of ``hosts`` that names ``host`` (a name or a pattern), None when the host is not in."""
+        return next((p for p in self.patterns() if fnmatch.fnmatchcase(host, p)), None)
+
+
+def _is_pattern(entry: str) -> bool:
+    return not _GLOB.isdisjoint(entry)
+
+
 @dataclass
 class DatabaseOpts:
     connection: str = "sqlite:///novalite.sqlite"
@@ -187,6 +238,8 @@ class Settings:
     keystone_authtoken: dict[str, str] = field(default_factory=dict)
     # [fence:<host>] sections: each host's fencing settings (BMC address, credentials, command), by host.
     fence_hosts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # [host_group:<name>] sections: the monitor's recovery policy per group of hosts, by group name.
+    host_groups: dict[str, HostGroupOpts] = field(default_factory=dict)
 
     @property
     def effective_service_down_time(self) -> float:
@@ -216,6 +269,7 @@ class Settings:
             raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
         self._validate_compute()
         self._validate_scheduler()
+        self._validate_host_groups()
         if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
             LOG.warning(
                 "service_down_time (%s) is not greater than report_interval (%s); using %s",
@@ -234,6 +288,29 @@ class Settings:
             raise ValueError("[scheduler] nudge_port must be between 0 and 65535")
         if s.nudge_host.strip("[]") in ("", "0.0.0.0", "::"):
             raise ValueError("[scheduler] nudge_host must be an address the API can send to, not a wildcard")
+
+    def _validate_host_groups(self) -> None:
+        """Each group's values, its spares among its hosts, and no host named by two groups. A host matched
+        only by two groups' patterns shows once the monitor knows its name (monitor/groups.py)."""
+        for name, group in self.host_groups.items():
+            where = f"[host_group:{name}]"
+            if not group.patterns():
+                raise ValueError(f"{where} needs hosts: host names or fnmatch patterns, comma-separated")
+            for option, allowed in (("recovery_method", HOST_GROUP_METHODS), ("targets", HOST_GROUP_TARGETS),
+                                    ("fallback", HOST_GROUP_FALLBACKS)):
+                if getattr(group, option) not in allowed:
+                    raise ValueError(f"{where} {option} must be one of {', '.join(allowed)}, "
+                                     f"not {getattr(group, option)!r}")
+            strays = [spare for spare in group.spares() if group.matching(spare) is None]
+            if strays:
+                raise ValueError(f"{where} reserved_hosts: {', '.join(strays)} not among the group's hosts "
+                                 f"({group.hosts}); a group's spares are its own hosts")
+        groups = sorted(self.host_groups.items())
+        for i, (name, group) in enumerate(groups):
+            for other_name, other in groups[i + 1:]:
+                clash = _host_group_clash(name, group, other_name, other)
+                if clash:
+                    raise ValueError(clash)
 
     def _validate_compute(self) -> None:
         for ratio in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
@@ -257,6 +334,31 @@ class Settings:
         return self.compute.work_poll_interval or self.DEFAULT.report_interval
 
 
+def _host_group_clash(name: str, group: HostGroupOpts, other_name: str, other: HostGroupOpts) -> str | None:
+    """Why two groups both claim a host, when they do by what they write: a host name of one that the other
+    names or matches, or one pattern written in both."""
+    for (a_name, a), (b_name, b) in (((name, group), (other_name, other)), ((other_name, other), (name, group))):
+        for entry in a.patterns():
+            if _is_pattern(entry):
+                if entry in b.patterns():
+                    return (f"host pattern {entry!r} is in two host groups, [host_group:{a_name}] and "
+                            f"[host_group:{b_name}]; a host follows one recovery policy")
+                continue
+            matched = b.matching(entry)
+            if matched is not None:
+                return (f"host {entry} is in two host groups: [host_group:{a_name}] (hosts {entry!r}) and "
+                        f"[host_group:{b_name}] (hosts {matched!r}); a host follows one recovery policy")
+    return None
+
+
+def _set_host_group(settings: Settings, name: str, option: str, value: str) -> None:
+    group = settings.host_groups.setdefault(name, HostGroupOpts())
+    known = [f.name for f in dataclasses.fields(HostGroupOpts)]
+    if option not in known:
+        raise ValueError(f"unknown option [host_group:{name}] {option} (a host group knows {', '.join(known)})")
+    setattr(group, option, _coerce(value, False) if option == "leave_disabled" else value.strip())
+
+
 def _coerce(value: str, like: object) -> object:
     if isinstance(like, bool):
         if value.strip().lower() in ("1", "true", "yes", "on"):
@@ -277,6 +379,9 @@ def _set(settings: Settings, group: str, option: str, value: str) -> None:
         return
     if group.startswith("fence:") and group != "fence:":
         settings.fence_hosts.setdefault(group[len("fence:"):], {})[option] = value
+        return
+    if group.startswith("host_group:") and group != "host_group:":
+        _set_host_group(settings, group[len("host_group:"):], option, value)
         return
     opts = getattr(settings, group, None)
     if opts is None or not dataclasses.is_dataclass(opts):

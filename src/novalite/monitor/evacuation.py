@@ -1,9 +1,10 @@
 """The evacuation of one failed host's servers, through the public compute API (recovery.py's step 4-5).
 
-- Plan: the servers still on the host (admin listing, all_tenants, host filter) that opted in
-  (gates.opt_in), by priority ([monitor] priority_metadata_key, higher first; Nova's listing order within a
-  priority); spare hosts ([monitor] reserved_hosts) are the explicit targets of first attempts while their
-  free RAM and disk hold the flavor, the other servers go to the scheduler. Each planned server is journaled
+- Plan, by the host's policy (groups.py: its [host_group:<name>]'s options over [monitor]'s, each decision
+  citing it): the servers still on the host (admin listing, all_tenants, host filter) that opted in
+  (gates.opt_in: evacuable_metadata_key / evacuable_extra_spec), by priority (priority_metadata_key, higher
+  first; Nova's listing order within a priority); each first attempt's target by targets.py's rules (spares
+  first while they have room, then the group's hosts or the scheduler). Each planned server is journaled
   with the status it had, so a resumed recovery restores what ran before the failure, not what it finds.
 - Move: at most evacuation_workers evacuate requests at once, taken in priority order. Before each evacuate
   the server is read again: one already off the host has moved, one whose task_state is set is in flight,
@@ -12,7 +13,8 @@
 - Track: one listing of what is still on the host every poll_interval, whatever the number of servers; a
   server gone from it is read once. A server rests when its task_state is null: ACTIVE or SHUTOFF on
   another host is moved, anything else on the failed host is a failed attempt, retried evacuation_retries
-  times, each after twice the last delay (so room that appears meanwhile is found).
+  times, each after twice the last delay (so room that appears meanwhile is found), each retry's target
+  chosen afresh (targets.py).
 - Restore: a moved server is brought back to its planned status (os-start / os-stop): from 2.95 Nova lands
   every evacuated server SHUTOFF (spec 6), and an ERROR server (a failed attempt) lands ACTIVE.
 """
@@ -28,13 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from novalite.client import ApiError, ApiVersion, ClientError, ComputeClient
+from novalite.client import ApiError, ClientError, ComputeClient
 from novalite.config import MonitorOpts
 from novalite.monitor import gates
+from novalite.monitor.groups import Policy
 from novalite.monitor.journal import Journal
+from novalite.monitor.targets import COMPUTE, Move, Targets
 
-COMPUTE = "nova-compute"
-HYPERVISOR_STATS_VERSION = ApiVersion(2, 87)  # 2.88 dropped free_ram_mb and free_disk_gb from the detail
+__all__ = ["COMPUTE", "ApiCalls", "Evacuator", "Move", "Tally"]
 RESTING = ("ACTIVE", "SHUTOFF")
 REBUILD_TASK_STATES = ("rebuilding", "rebuild_block_device_mapping", "rebuild_spawning")
 LOG = logging.getLogger("novalite.monitor")
@@ -84,18 +87,6 @@ class ApiCalls:
             if error.status == 404:
                 return None
             raise
-
-
-@dataclass
-class Move:
-    """One server to evacuate, as planned."""
-
-    server_id: str
-    status: str  # what it was before the failure, restored after the move
-    priority: int
-    ram_mb: int
-    disk_gb: int
-    target: str | None = None  # a spare host for the first attempt
 
 
 @dataclass(frozen=True)
@@ -155,8 +146,10 @@ class Evacuator:
         self.opts = opts
         self._slots = asyncio.Semaphore(opts.evacuation_workers)
         self._flavors: dict[str, dict] = {}
+        self.targets = Targets(api, journal)
 
-    async def run(self, host: str, recovery_id: str) -> Tally:
+    async def run(self, host: str, recovery_id: str, policy: Policy) -> Tally:
+        """Evacuate what ``host`` runs by its ``policy``: every opted-in server moved, failed or skipped."""
         servers = await self.api.retrying(self.client.list_servers, all_tenants="1", host=host)
         # What an earlier run of this recovery planned (each server's status before the failure), and the
         # last thing it noted per server.
@@ -165,29 +158,30 @@ class Evacuator:
         last = {e.server: e.kind for e in history if e.server}
         moves, skipped = [], 0
         for server in servers:
-            held = await self._opt_in(server)
+            held = await self._opt_in(server, policy)
             if held:
                 skipped += 1
                 if server["id"] not in last:
                     self.journal.record(host, recovery_id, "skipped", server=server["id"], rule=gates.OPT_IN,
-                                        reason=held)
+                                        reason=held, **policy.cited())
                 continue
             status = plan.get(server["id"], {}).get("status") or server.get("status", "")
-            moves.append(await self._move_of(server, status))
+            moves.append(await self._move_of(server, status, policy))
         # Planned by an interrupted run, off the host since, not yet seen landed: landed or in flight.
         listed = {server["id"] for server in servers}
         moves += [Move(sid, detail.get("status", ""), detail.get("priority", 0), 0, 0) for sid, detail in plan.items()
                   if sid not in listed and last.get(sid) not in ("landed", "skipped")]
         moves.sort(key=lambda move: -move.priority)  # stable: Nova's listing order within a priority
-        await self._assign_spares(host, recovery_id, [m for m in moves if m.server_id in listed])
+        await self.targets.plan(host, recovery_id, policy, [m for m in moves if m.server_id in listed])
         for move in moves:
             if move.server_id not in plan:
                 self.journal.record(host, recovery_id, "planned", server=move.server_id, status=move.status,
-                                    priority=move.priority, target=move.target)
+                                    priority=move.priority, target=move.target, target_rule=move.target_rule,
+                                    policy=policy.source)
         tracking = _Tracking(host)
         tracker = asyncio.ensure_future(self._track(tracking))
         try:
-            outcomes = await asyncio.gather(*(self._move(tracking, recovery_id, move) for move in moves))
+            outcomes = await asyncio.gather(*(self._move(tracking, recovery_id, move, policy) for move in moves))
         finally:
             tracker.cancel()
         moved = len({e.server for e in self.journal.events(recovery_id=recovery_id, kind="landed")})
@@ -195,29 +189,29 @@ class Evacuator:
 
     # -- planning -------------------------------------------------------------------------------------
 
-    async def _flavor(self, server: dict) -> dict:
-        """The server's flavor: embedded from 2.47, else looked up by id (once)."""
+    async def _flavor(self, server: dict, with_extra_specs: bool = False) -> dict:
+        """The server's flavor: embedded from 2.47, else looked up by id (once; its extra specs once asked)."""
         flavor = server.get("flavor") or {}
         if "ram" in flavor:
             return flavor
         flavor_id = str(flavor.get("id"))
         if flavor_id not in self._flavors:
-            found = dict(await self.api.retrying(self.client.find_flavor, flavor_id))
-            if self.opts.evacuable_extra_spec:
-                found["extra_specs"] = await self.api.retrying(self.client.flavor_extra_specs, flavor_id)
-            self._flavors[flavor_id] = found
-        return self._flavors[flavor_id]
+            self._flavors[flavor_id] = dict(await self.api.retrying(self.client.find_flavor, flavor_id))
+        found = self._flavors[flavor_id]
+        if with_extra_specs and "extra_specs" not in found:
+            found["extra_specs"] = await self.api.retrying(self.client.flavor_extra_specs, flavor_id)
+        return found
 
-    async def _opt_in(self, server: dict) -> str | None:
+    async def _opt_in(self, server: dict, policy: Policy) -> str | None:
         extra_specs = None
-        if self.opts.evacuable_extra_spec:
-            extra_specs = (await self._flavor(server)).get("extra_specs") or {}
-        return gates.opt_in(server, self.opts.evacuable_metadata_key, self.opts.evacuable_extra_spec, extra_specs)
+        if policy.evacuable_extra_spec:
+            extra_specs = (await self._flavor(server, with_extra_specs=True)).get("extra_specs") or {}
+        return gates.opt_in(server, policy.evacuable_metadata_key, policy.evacuable_extra_spec, extra_specs)
 
-    async def _move_of(self, server: dict, status: str) -> Move:
+    async def _move_of(self, server: dict, status: str, policy: Policy) -> Move:
         flavor = await self._flavor(server)
         try:
-            priority = int((server.get("metadata") or {}).get(self.opts.priority_metadata_key, 0))
+            priority = int((server.get("metadata") or {}).get(policy.priority_metadata_key, 0))
         except ValueError:
             priority = 0
         disk = (flavor.get("disk") or 0) + (flavor.get("OS-FLV-EXT-DATA:ephemeral") or flavor.get("ephemeral") or 0)
@@ -225,54 +219,17 @@ class Evacuator:
         return Move(server["id"], status, priority, int(flavor.get("ram") or 0),
                     int(disk + math.ceil((swap if isinstance(swap, int) else 0) / 1024)))
 
-    async def _assign_spares(self, host: str, recovery_id: str, moves: list[Move]) -> None:
-        """Spare hosts as first targets, in priority order, while their free RAM and disk (as the hypervisor
-        reports them, i.e. at allocation ratio 1) hold the flavor; vCPUs are not counted (the compute API
-        does not show the overcommit). A spare kept disabled is enabled for it, as Masakari's reserved_host
-        method does; one that is not up, or that the monitor disabled (recovered or returned), is not used."""
-        spares = [name for name in (h.strip() for h in self.opts.reserved_hosts.split(",")) if name and name != host]
-        if not spares or not moves:
-            return
-        services = {s["host"]: s for s in await self.api.retrying(self.client.list_services, binary=COMPUTE)}
-        stats = ComputeClient(self.client.adapter, min(self.client.version, HYPERVISOR_STATS_VERSION))
-        room: dict[str, list[int]] = {}
-        for hypervisor in await self.api.retrying(stats.list_hypervisors_detail):
-            spare = (hypervisor.get("service") or {}).get("host")
-            service = services.get(spare)
-            if spare not in spares or spare in room or service is None or service.get("state") != "up":
-                continue
-            if (service.get("disabled_reason") or "").startswith(gates.MARKER_PREFIX):
-                continue
-            room[spare] = [hypervisor.get("free_ram_mb") or 0, hypervisor.get("free_disk_gb") or 0]
-        for move in moves:
-            for spare in (s for s in spares if s in room):
-                if room[spare][0] >= move.ram_mb and room[spare][1] >= move.disk_gb:
-                    move.target = spare
-                    room[spare][0] -= move.ram_mb
-                    room[spare][1] -= move.disk_gb
-                    break
-        for spare in dict.fromkeys(m.target for m in moves if m.target):
-            if services[spare].get("status") != "disabled":
-                continue
-            try:
-                await self.api.retrying(self.client.enable, spare)
-            except ClientError as error:
-                self.journal.record(host, recovery_id, "spare_unusable", spare=spare, reason=str(error))
-                for move in moves:
-                    move.target = None if move.target == spare else move.target
-                continue
-            self.journal.record(host, recovery_id, "spare_enabled", spare=spare,
-                                was=services[spare].get("disabled_reason"))
-
     # -- moving one server ----------------------------------------------------------------------------
 
-    async def _move(self, tracking: _Tracking, recovery_id: str, move: Move) -> str:
+    async def _move(self, tracking: _Tracking, recovery_id: str, move: Move, policy: Policy) -> str:
         """Evacuate one server until it rests elsewhere: "landed", "failed" or "skipped" (deleted)."""
         host, sid = tracking.host, move.server_id
         delay = self.opts.evacuation_retry_delay
         attempts = self.opts.evacuation_retries + 1
         for attempt in range(1, attempts + 1):
             error = None
+            if attempt > 1:
+                await self.targets.retarget(host, policy, move)
             async with self._slots:
                 server = await self.api.server(sid)
                 state = where(server, host)
@@ -281,12 +238,15 @@ class Evacuator:
                     return "skipped"
                 if state == "moved":
                     return await self._landed(tracking, recovery_id, move, server, already=True)
-                if state == "ready":
-                    target = move.target if attempt == 1 else None
+                if state == "ready" and move.stranded:
+                    # No host may take it (targets.py's fallback rule): a failed attempt, so the retries
+                    # look again for room, in the group only.
+                    error = move.target_rule
+                elif state == "ready":
                     try:
-                        await self.api.call(self.client.evacuate, sid, target)
+                        await self.api.call(self.client.evacuate, sid, move.target)
                         self.journal.record(host, recovery_id, "evacuation_accepted", server=sid, attempt=attempt,
-                                            target=target)
+                                            target=move.target, target_rule=move.target_rule)
                     except ApiError as refused:
                         # A 409 for a server whose task_state got set meanwhile: in flight after all.
                         if refused.status != 409 or where(await self.api.server(sid), host) != "in-flight":
@@ -317,7 +277,8 @@ class Evacuator:
             self.journal.record(host, recovery_id, "retry", server=sid, attempt=attempt + 1, delay=delay)
             await asyncio.sleep(delay)
             delay *= 2
-        self.journal.record(host, recovery_id, "gave_up", server=sid, attempts=attempt)
+        self.journal.record(host, recovery_id, "gave_up", server=sid, attempts=attempt,
+                            **({"rule": move.target_rule, "policy": policy.source} if move.stranded else {}))
         return "failed"
 
     async def _landed(self, tracking: _Tracking, recovery_id: str, move: Move, server: dict,

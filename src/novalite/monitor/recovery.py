@@ -2,6 +2,9 @@
 
 ``Recovery.recover(host, detected)``, in the order of ha-anchors.md section 9:
 
+0. the host's policy (groups.py): its [host_group:<name>]'s, or [monitor]'s; every decision cites it. A host
+   two groups claim is held (rule host-group); a group with recovery_method = notify only journals the
+   failure (rule notify-only): no fencing, no force-down, no evacuation;
 1. the operator-disabled gate (gates.py): a host someone else disabled is left alone;
 2. fence, and go on only once the fencer has *confirmed* the power-off (never two copies of a server);
 3. forced_down=true and disabled with the marker reason ``novalite-monitor: recovering <id> since <iso>``
@@ -20,12 +23,13 @@ it (os-start / os-stop), which also covers a server that failed an attempt (ERRO
 
 ``host_returned(host)``: finish the host's recovery if it is unfinished, force it up (retrying while Nova
 refuses, spec 3.6, until the host's compute has restarted and completed its `done` evacuations), then
-enable it, or with [monitor] leave_disabled leave it disabled under a ``returned`` marker.
+enable it, or with leave_disabled (the host's policy) leave it disabled under a ``returned`` marker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -37,6 +41,7 @@ from novalite.config import MonitorOpts, Settings
 from novalite.monitor import gates
 from novalite.monitor.evacuation import COMPUTE, ApiCalls, Evacuator
 from novalite.monitor.fencing import Fencer
+from novalite.monitor.groups import HOST_GROUP, NOTIFY, NOTIFY_ONLY, AmbiguousHost, HostGroups, Policy
 from novalite.monitor.journal import Journal, iso
 
 EVACUATE_VERSION = ApiVersion(2, 94)  # the newest before 2.95's stopped target state
@@ -44,6 +49,7 @@ FORCE_DOWN_VERSION = ApiVersion(2, 11)
 RECOVERING, EVACUATED, RETURNED = "recovering", "evacuated", "returned"
 _MARKER = re.compile(rf"^{re.escape(gates.MARKER_PREFIX)} ({RECOVERING}|{EVACUATED}|{RETURNED}) (\S+)")
 MAX_FORCE_UP_INTERVAL = 2.0  # the force-up retries slow down to one every this many seconds
+LOG = logging.getLogger("novalite.monitor")
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def marker(state: str, recovery_id: str, text: str) -> str:
 class RecoveryResult:
     host: str
     recovery_id: str | None
-    outcome: str  # recovered | held | fence-failed
+    outcome: str  # recovered | held | fence-failed | notified
     reason: str = ""
     moved: int = 0
     failed: int = 0
@@ -114,6 +120,7 @@ class Recovery:
         self.fencer = fencer
         self.journal = journal
         self.opts = settings.monitor
+        self.groups = HostGroups(settings)
         self.api = ApiCalls(client, self.opts, threads=self.opts.evacuation_workers + 4)
         self.evacuator = Evacuator(self.api, journal, self.opts)
         self._retrying = self.api.retrying
@@ -124,13 +131,14 @@ class Recovery:
 
     # -- recovery -------------------------------------------------------------------------------------
 
-    async def recover(self, host: str, detected: Any = None) -> RecoveryResult:
-        """Recover ``host`` (``detected``: the detector's HostFailed, for the record). A second call for a
-        host whose recovery runs in this process waits for that one."""
+    async def recover(self, host: str, detected: Any = None, retry_of: str | None = None) -> RecoveryResult:
+        """Recover ``host`` (``detected``: the detector's HostFailed, for the record). ``retry_of``: the id of
+        this host's recovery whose fencing failed, tried again under the same id. A second call for a host
+        whose recovery runs in this process waits for that one."""
         running = self._running.get(host)
         if running is not None:
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._recover(host, detected))
+        task = asyncio.ensure_future(self._recover(host, detected, retry_of))
         self._running[host] = task
         try:
             return await task
@@ -141,20 +149,36 @@ class Recovery:
             if self._running.get(host) is task:
                 del self._running[host]
 
-    async def _recover(self, host: str, detected: Any) -> RecoveryResult:
+    async def _recover(self, host: str, detected: Any, retry_of: str | None) -> RecoveryResult:
         started = time.monotonic()
         service = await self._retrying(self.client.find_service, host)
+        try:
+            policy = self.groups.policy(host)
+        except AmbiguousHost as ambiguous:
+            self.journal.record(host, None, "held", rule=HOST_GROUP, reason=str(ambiguous))
+            LOG.warning("ALERT: recovery of %s held: %s", host, ambiguous)
+            return RecoveryResult(host, None, "held", reason=str(ambiguous))
         mark = parse_marker(service.get("disabled_reason")) if service.get("status") == "disabled" else None
         if mark is not None and mark.state in (RECOVERING, EVACUATED) and service.get("forced_down"):
             # Fenced and forced down by an earlier run: finish that recovery.
-            self.journal.record(host, mark.recovery_id, "resumed", marker=service.get("disabled_reason"))
-            return await self._evacuate_host(host, mark.recovery_id, started)
+            self.journal.record(host, mark.recovery_id, "resumed", marker=service.get("disabled_reason"),
+                                **policy.cited())
+            return await self._evacuate_host(host, mark.recovery_id, started, policy)
         held = gates.operator_disabled(service)
         if held:
-            self.journal.record(host, None, "held", rule=gates.OPERATOR_DISABLED, reason=held)
+            self.journal.record(host, None, "held", rule=gates.OPERATOR_DISABLED, reason=held, **policy.cited())
             return RecoveryResult(host, None, "held", reason=held)
-        recovery_id = uuid.uuid4().hex[:12]
-        self.journal.record(host, recovery_id, "detected", **_detected(detected))
+        if retry_of is None:
+            recovery_id = uuid.uuid4().hex[:12]
+            self.journal.record(host, recovery_id, "detected", **_detected(detected), **policy.summary())
+        else:
+            recovery_id = retry_of
+            self.journal.record(host, recovery_id, "fence_retry", fencer=self.fencer.name)
+        if policy.recovery_method == NOTIFY:
+            reason = (f"{NOTIFY_ONLY}: {policy.source} recovery_method = notify: not fenced, not forced down, "
+                      f"nothing evacuated; an operator decides")
+            self.journal.record(host, recovery_id, "notified", rule=NOTIFY_ONLY, reason=reason, **policy.cited())
+            return RecoveryResult(host, recovery_id, "notified", reason, seconds=time.monotonic() - started)
         try:
             fenced = await self.fencer.power_off(host)
             ok, detail, seconds = bool(fenced.ok), str(fenced.detail), float(fenced.seconds)
@@ -171,12 +195,14 @@ class Recovery:
         await self._retrying(self.client.force_down_and_disable, host, reason)
         self.journal.record(host, recovery_id, "forced_down")
         self.journal.record(host, recovery_id, "disabled", reason=reason)
-        return await self._evacuate_host(host, recovery_id, started)
+        return await self._evacuate_host(host, recovery_id, started, policy)
 
     async def resume(self) -> list[RecoveryResult]:
         """Finish every recovery a previous monitor left unfinished: compute services forced down and
-        disabled with a ``recovering`` marker."""
+        disabled with a ``recovering`` marker. ValueError when two host groups claim a known host."""
         services = await self._retrying(self.client.list_services, binary=COMPUTE)
+        # A host two groups' patterns claim is a configuration error; say so now rather than at its failure.
+        self.groups.check(s["host"] for s in services)
         hosts = [s["host"] for s in services if s.get("forced_down") and s.get("status") == "disabled"
                  and (m := parse_marker(s.get("disabled_reason"))) is not None and m.state == RECOVERING]
         return list(await asyncio.gather(*(self.recover(host) for host in hosts)))
@@ -187,8 +213,8 @@ class Recovery:
         return [s["host"] for s in services if s.get("forced_down") and s.get("status") == "disabled"
                 and (m := parse_marker(s.get("disabled_reason"))) is not None and m.state == EVACUATED]
 
-    async def _evacuate_host(self, host: str, recovery_id: str, started: float) -> RecoveryResult:
-        tally = await self.evacuator.run(host, recovery_id)
+    async def _evacuate_host(self, host: str, recovery_id: str, started: float, policy: Policy) -> RecoveryResult:
+        tally = await self.evacuator.run(host, recovery_id, policy)
         moved, failed, skipped = tally.moved, tally.failed, tally.skipped
         reason = marker(EVACUATED, recovery_id, f"at {iso(time.time())}: {moved} moved, {failed} failed")
         await self._retrying(self.client.disable, host, reason=reason)
@@ -219,14 +245,24 @@ class Recovery:
         if service.get("forced_down"):
             if not await self._force_up(host, recovery_id):
                 return "refused"
-        if self.opts.leave_disabled:
-            reason = marker(RETURNED, recovery_id, f"at {iso(time.time())}; left disabled ([monitor] leave_disabled)")
+        leave, source, cited = self._leave_disabled(host)
+        if leave:
+            reason = marker(RETURNED, recovery_id, f"at {iso(time.time())}; left disabled ({source} leave_disabled)")
             await self._retrying(self.client.disable, host, reason=reason)
-            self.journal.record(host, recovery_id, "left_disabled", reason=reason)
+            self.journal.record(host, recovery_id, "left_disabled", reason=reason, **cited)
             return "left-disabled"
         await self._retrying(self.client.enable, host)
-        self.journal.record(host, recovery_id, "enabled")
+        self.journal.record(host, recovery_id, "enabled", **cited)
         return "enabled"
+
+    def _leave_disabled(self, host: str) -> tuple[bool, str, dict]:
+        """The host's policy's leave_disabled, where it comes from, and the policy as cited. A host two
+        groups claim stays disabled: which policy holds is for the operator to say."""
+        try:
+            policy = self.groups.policy(host)
+        except AmbiguousHost as ambiguous:
+            return True, "ambiguous host groups", {"policy_rule": str(ambiguous)}
+        return policy.leave_disabled, policy.source, policy.cited()
 
     async def _force_up(self, host: str, recovery_id: str) -> bool:
         deadline = time.monotonic() + self.opts.force_up_timeout
