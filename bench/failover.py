@@ -3,8 +3,9 @@
 Part ``detection``: how fast and how exactly the monitor's Detector (src/novalite/monitor/detection.py)
 tells a dead host at scale. One sender process simulates N hosts (default 1,000) heartbeating every
 interval (default 0.1 s: 10,000 datagrams/s) with the real wire format from one UDP socket, spread
-evenly over the interval, and answers the Detector's probes for them. The Detector runs in this process,
-alone on its event loop. Induced silences, at random moments and to distinct hosts:
+evenly over the interval, and answers the Detector's probes for them (between beats, and every
+ANSWER_EVERY beats while behind schedule, as real agents answer from a thread of their own). The Detector
+runs in this process, alone on its event loop. Induced silences, at random moments and to distinct hosts:
 
 - ``deaths``: a host stops beating and answering probes for 1.5 s, then resumes (HostReturned);
 - ``mutes``: a host stops beating but keeps answering probes (heartbeat channel lost): never failed.
@@ -13,12 +14,21 @@ Reported: last beat sent → HostFailed and failure (the first missed beat's due
 / p99 / max; how long beats wait before the Detector takes them (its clock minus the sender's, sampled
 from hosts()); the event loop's lag (a 10 ms timer's lateness); the Detector's CPU share of one core
 (process time / wall time, this process); datagrams sent, taken and dropped by the kernel; false,
-missed and mute failures. Nothing asserts: it measures.
+missed and mute failures, and false suspects (hosts never silenced whose beats came late: probed, then
+saved by a beat or an answer). The Detector has the [monitor] defaults unless --suspect-after,
+--probe-attempts or --probe-interval say otherwise. Nothing asserts: it measures.
+
+Part ``agents`` (bench/failover_agents.py): real agents probed continuously; how long a live agent can be
+silent on both channels, to compare with the detection window.
+
+``--hogs N`` runs N CPU-burning processes during every part (the parts ``detection`` and ``agents`` also
+run once without them first), to show detection and false failures with every core busy.
 
 Part ``endtoend``: the whole failover on a real stack (tests/stack.py: ``novalite api`` under gunicorn,
 ``novalite scheduler``, --compute-hosts ``novalite compute`` agents with the simulated driver, spawn time
 0, SQLite WAL) and the real ``novalite monitor run`` process, configured as tests/test_monitor_live.py
-does: agents beat to it every 0.1 s, fencer ``command`` = ``novalite simulated-host power-off {host}``.
+does: agents beat to it every 0.1 s, fencer ``command`` = ``python -m novalite.agent.simulated_host
+power-off {host}`` (``novalite up``'s), every detection setting at its default.
 Each induced failure, on the hosts in turn: boot K servers on the host, SIGKILL its agent at t0, then
 measure from t0:
 
@@ -27,7 +37,8 @@ measure from t0:
 - forced_down visible: GET /os-services (2.11) polled every ~5 ms shows the host forced down;
 - all ACTIVE elsewhere: GET /servers?host=<host>&all_tenants=1 polled every ~5 ms is empty, then
   GET /servers/detail shows every one of the K servers ACTIVE on another host;
-- and, not from t0: detected → forced_down visible (what the monitor adds after detection).
+- and, not from t0: detected → forced_down visible (what the monitor adds after detection), and the fence
+  command's own time (the fencer's ``seconds`` in the journal's "fenced" row).
 
 Between failures the host's agent restarts (cleanup), the monitor forces it up and enables it, and the
 servers are deleted. Printed: median and p99 (nearest rank: with fewer than 100 failures, the maximum)
@@ -36,6 +47,7 @@ of each stage per K.
     .venv/bin/python bench/failover.py                                   # every part
     .venv/bin/python bench/failover.py --parts detection --hosts 1000,2000 --seconds 30
     .venv/bin/python bench/failover.py --parts endtoend --servers 10,100 --failures 20,10
+    .venv/bin/python bench/failover.py --parts detection,agents --hogs 2
 """
 
 from __future__ import annotations
@@ -65,11 +77,15 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from failover_agents import agents, cpu_hogs, load_average  # noqa: E402
+
 from novalite.cli.up import seed_flavors  # noqa: E402
+from novalite.config import MonitorOpts  # noqa: E402
 from novalite.monitor.detection import (  # noqa: E402
     Detector,
     HostFailed,
     HostReturned,
+    HostSuspect,
     decode_probe,
     encode_beat,
     encode_probe_reply,
@@ -81,6 +97,7 @@ from tests.stack import Stack, wait_until  # noqa: E402
 from tests.test_monitor_live import start_monitor  # noqa: E402
 
 SILENCE = 1.5  # seconds each induced silence lasts
+ANSWER_EVERY = 32  # beats sent between two looks for probes while the sender is behind schedule
 WARM_UP = 1.0  # seconds before anything is measured or silenced
 
 
@@ -131,6 +148,8 @@ def simulate_hosts(conn, key: bytes, address: str, names: list[str], interval: f
                 replies += _answer(sock, key, by_host, t0)
             continue
         behind.append(now - due)
+        if i % ANSWER_EVERY == 0:  # behind schedule too: each real agent answers from a thread of its own
+            replies += _answer(sock, key, by_host, t0)
         name = names[i]
         silence = by_host.get(name)
         offset = due - t0
@@ -150,7 +169,8 @@ def simulate_hosts(conn, key: bytes, address: str, names: list[str], interval: f
         if i == n:
             i, round_ = 0, round_ + 1
     conn.send({"end_wall": time.time(), "sent": sent, "replies": replies, "last_sent_ns": last_sent_ns,
-               "failure_wall": failure_wall, "behind_p99": p99(behind) if behind else 0.0})
+               "failure_wall": failure_wall, "behind_p99": p99(behind) if behind else 0.0,
+               "behind_max": max(behind, default=0.0)})
     conn.close()
 
 
@@ -179,6 +199,10 @@ class DetectionRun:
     hosts: int
     interval: float
     seconds: float
+    suspect_after: int
+    probe_attempts: int
+    probe_interval: float
+    hogs: int = 0
     last_beat_to_failed: list[float] = field(default_factory=list)
     failure_to_failed: list[float] = field(default_factory=list)
     queueing: list[float] = field(default_factory=list)
@@ -188,12 +212,15 @@ class DetectionRun:
     taken: int = 0
     kernel_drops: int | None = None
     false_failures: int = 0
+    false_suspects: int = 0
     missed: int = 0
     mute_failed: int = 0
     returned: int = 0
     deaths: int = 0
     mutes: int = 0
     sender_behind_p99: float = 0.0
+    sender_behind_max: float = 0.0
+    load: str = ""
 
 
 def _kernel_drops(port: int) -> int | None:
@@ -224,7 +251,8 @@ async def _sample_queueing(detector: Detector, samples: list[float], stop: async
                 samples.append(health.last_beat_wall - health.last_sent_wall)
 
 
-async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mutes: int) -> DetectionRun:
+async def _detect(run: DetectionRun) -> DetectionRun:
+    hosts, interval, seconds, deaths, mutes = run.hosts, run.interval, run.seconds, run.deaths, run.mutes
     key = secrets.token_bytes(32)
     names = [f"sim{i:05d}" for i in range(hosts)]
     rng = random.Random(4)
@@ -232,7 +260,8 @@ async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mute
     silences = [Silence(name, "dead" if k < deaths else "mute", start, start + SILENCE)
                 for k, name in enumerate(chosen)
                 for start in [rng.uniform(WARM_UP + 1, seconds - SILENCE - 1.0)]]
-    detector = Detector(key, interval=interval)
+    detector = Detector(key, interval=interval, suspect_after=run.suspect_after, probe_attempts=run.probe_attempts,
+                        probe_interval=run.probe_interval)
     await detector.start("127.0.0.1", 0)
     port = int(detector.address.rsplit(":", 1)[1])
     drops_before = _kernel_drops(port) or 0
@@ -244,7 +273,6 @@ async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mute
 
     collector = asyncio.create_task(collect())
     stop = asyncio.Event()
-    run = DetectionRun(hosts, interval, seconds, deaths=deaths, mutes=mutes)
     receiver, sender_end = multiprocessing.Pipe(duplex=False)
     sender = multiprocessing.get_context("spawn").Process(
         target=simulate_hosts, args=(sender_end, key, detector.address, names, interval, seconds, silences))
@@ -263,8 +291,10 @@ async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mute
     await collector
 
     run.sent, run.taken, run.sender_behind_p99 = result["sent"], detector.stats.beats, result["behind_p99"]
+    run.sender_behind_max = result["behind_max"]
     by_host = {s.host: s for s in silences}
     events = [e for e in events if (e.detected_wall if isinstance(e, HostFailed) else e.at) < result["end_wall"]]
+    run.false_suspects = sum(1 for e in events if isinstance(e, HostSuspect) and e.host not in by_host)
     for event in events:
         if not isinstance(event, HostFailed):
             continue
@@ -282,10 +312,18 @@ async def _detect(hosts: int, interval: float, seconds: float, deaths: int, mute
 
 
 def detection(args: argparse.Namespace) -> list[DetectionRun]:
+    opts = MonitorOpts()
     runs = []
-    for hosts in args.hosts:
-        print(f"detection: {hosts} hosts every {args.interval} s for {args.seconds} s ...", flush=True)
-        runs.append(asyncio.run(_detect(hosts, args.interval, args.seconds, args.deaths, args.mutes)))
+    for hogs in sorted({0, args.hogs}):
+        for hosts in args.hosts:
+            print(f"detection: {hosts} hosts every {args.interval} s for {args.seconds} s, {hogs} CPU hogs ...",
+                  flush=True)
+            run = DetectionRun(hosts, args.interval, args.seconds, args.suspect_after or opts.suspect_after,
+                               args.probe_attempts or opts.probe_attempts, args.probe_interval or opts.probe_interval,
+                               hogs=hogs, deaths=args.deaths, mutes=args.mutes)
+            with cpu_hogs(hogs):
+                runs.append(asyncio.run(_detect(run)))
+                run.load = load_average()
     print_detection(runs)
     return runs
 
@@ -299,8 +337,11 @@ def print_detection(runs: list[DetectionRun]) -> None:
     print()
     for run in runs:
         rate = run.hosts / run.interval
+        window = run.suspect_after * run.interval + run.probe_attempts * run.probe_interval
         print(f"detection — {run.hosts:,} hosts × {1 / run.interval:g} beats/s = {rate:,.0f} datagrams/s for "
-              f"{run.seconds:g} s; {run.deaths} deaths, {run.mutes} lost heartbeat channels")
+              f"{run.seconds:g} s; {run.deaths} deaths, {run.mutes} lost heartbeat channels; {run.hogs} CPU hogs")
+        print(f"  suspect after {run.suspect_after} × {run.interval:g} s, failed after {run.probe_attempts} probes "
+              f"{run.probe_interval:g} s apart: {window * 1e3:.0f} ms from the last beat; {run.load}")
         print(f"  {'':<36} {'median':>8} {'p99':>8} {'max':>8}   (ms)")
         print(f"  {'last beat sent → HostFailed':<36} {ms(run.last_beat_to_failed)}")
         print(f"  {'failure → HostFailed':<36} {ms(run.failure_to_failed)}")
@@ -309,17 +350,18 @@ def print_detection(runs: list[DetectionRun]) -> None:
         print(f"  detector CPU: {run.cpu_share * 100:.1f} % of one core "
               f"({run.cpu_share * 1e6 / rate:.1f} µs per datagram)")
         print(f"  datagrams: {run.sent:,} sent, {run.taken:,} taken, kernel drops {run.kernel_drops}; "
-              f"sender p99 behind schedule {run.sender_behind_p99 * 1e3:.1f} ms")
+              f"sender behind schedule p99 {run.sender_behind_p99 * 1e3:.1f} ms, "
+              f"max {run.sender_behind_max * 1e3:.1f} ms")
         print(f"  failures: {len(run.last_beat_to_failed)}/{run.deaths} detected, {run.missed} missed, "
               f"{run.false_failures} false, {run.mute_failed}/{run.mutes} lost-channel hosts failed; "
-              f"{run.returned} returned")
+              f"{run.returned} returned; {run.false_suspects} live hosts suspect for a moment (late beats)")
         print()
 
 
 # Part endtoend: a real stack and the real monitor process.
 
 STAGES = ("detected", "recovery started", "fenced", "forced_down visible", "all ACTIVE elsewhere",
-          "detected → forced_down")
+          "detected → forced_down", "fence command")
 POLL = 0.005  # seconds between two polls of the API while a failover runs
 
 
@@ -401,6 +443,7 @@ class Failover:
                    "fenced": events["fenced"].at - t0, "forced_down visible": forced_down,
                    "all ACTIVE elsewhere": active}
         figures["detected → forced_down"] = forced_down - figures["detected"]
+        figures["fence command"] = float(events["fenced"].detail["seconds"])
         landed = sum(1 for e in self.journal(host, t0) if e.kind == "landed")
         if landed != count:
             raise RuntimeError(f"{host}: the monitor journaled {landed} servers landed, not {count}")
@@ -433,6 +476,9 @@ def monitored_stack(root: Path, hosts: list[str], workers: int) -> Stack:
         stack.start_compute(host)
     stack.wait_for_computes(*hosts)
     start_monitor(stack, tuple(hosts))
+    # Hearing the hosts is not acting yet: the monitor still connects to the API and resumes what a previous
+    # one left. A failure induced before that would time the monitor's start-up, not its failover.
+    wait_until(lambda: "monitor acting" in stack.log("monitor.log"), timeout=30, what="the monitor acting")
     return stack
 
 
@@ -452,35 +498,41 @@ def endtoend(args: argparse.Namespace) -> list[EndToEnd]:
     runs = []
     root = Path(tempfile.mkdtemp(prefix="novalite-failover-"))
     stack = monitored_stack(root, hosts, args.workers)
+    print(f"endtoend: {args.hogs} CPU hogs; {load_average()}", flush=True)
     try:
-        bench = Failover(stack, hosts)
-        turn = 0
-        for count, n in zip(args.servers, failures, strict=False):
-            run = EndToEnd(count)
-            runs.append(run)
-            for i in range(n):
-                host = hosts[turn % len(hosts)]
-                turn += 1
-                result = bench.fail(host, count)
-                for stage, value in result.items():
-                    run.figures[stage].append(value)
-                print(f"  K={count} failure {i + 1}/{n} of {host}: "
-                      + ", ".join(f"{stage} {value * 1e3:.0f}" for stage, value in result.items()) + " ms",
-                      flush=True)
+        with cpu_hogs(args.hogs):
+            _fail_in_turn(Failover(stack, hosts), hosts, zip(args.servers, failures, strict=False), runs)
+            load = load_average()
     finally:
         stack.close()
         if args.keep:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    print_endtoend(runs, len(hosts))
+    print_endtoend(runs, len(hosts), f"{args.hogs} CPU hogs; at the end, {load}")
     return runs
 
 
-def print_endtoend(runs: list[EndToEnd], hosts: int) -> None:
+def _fail_in_turn(bench: Failover, hosts: list[str], plan, runs: list[EndToEnd]) -> None:
+    """For each (K, n) of ``plan``: n failures with K servers each, on the hosts in turn."""
+    turn = 0
+    for count, n in plan:
+        run = EndToEnd(count)
+        runs.append(run)
+        for i in range(n):
+            host = hosts[turn % len(hosts)]
+            turn += 1
+            result = bench.fail(host, count)
+            for stage, value in result.items():
+                run.figures[stage].append(value)
+            print(f"  K={count} failure {i + 1}/{n} of {host}: "
+                  + ", ".join(f"{stage} {value * 1e3:.0f}" for stage, value in result.items()) + " ms", flush=True)
+
+
+def print_endtoend(runs: list[EndToEnd], hosts: int, conditions: str) -> None:
     print()
     print(f"failover end to end — {hosts} compute hosts, SIGKILL of one agent at t0, the real monitor; "
-          f"ms from t0 (last column: from detection), median / p99")
+          f"ms from t0 (last two columns: from detection, the fence command alone), median / p99; {conditions}")
     print(f"  {'K':>4} {'failures':>8} " + " ".join(f"{stage:>22}" for stage in STAGES))
     for run in runs:
         cells = [f"{statistics.median(v) * 1e3:>9.0f} / {p99(v) * 1e3:>8.0f}" for v in run.figures.values()]
@@ -489,7 +541,7 @@ def print_endtoend(runs: list[EndToEnd], hosts: int) -> None:
     print()
 
 
-PARTS = {"detection": detection, "endtoend": endtoend}
+PARTS = {"detection": detection, "agents": agents, "endtoend": endtoend}
 
 
 def main() -> None:
@@ -501,6 +553,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each detection run")
     parser.add_argument("--deaths", type=int, default=40, help="induced host deaths per detection run")
     parser.add_argument("--mutes", type=int, default=10, help="induced heartbeat-channel losses per run")
+    parser.add_argument("--suspect-after", type=int, default=0,
+                        help="the Detector's suspect_after (detection, agents; default: [monitor]'s)")
+    parser.add_argument("--probe-attempts", type=int, default=0,
+                        help="the Detector's probe_attempts (detection, agents; default: [monitor]'s)")
+    parser.add_argument("--probe-interval", type=float, default=0.0,
+                        help="the Detector's probe_interval (detection, agents; default: [monitor]'s)")
+    parser.add_argument("--hogs", type=int, default=0, help="CPU-burning processes during every part")
+    parser.add_argument("--agents", type=int, default=10, help="real compute agents (agents)")
     parser.add_argument("--servers", default=[10, 100], type=lambda v: [int(x) for x in v.split(",")],
                         help="servers on the failed host (endtoend), comma-separated")
     parser.add_argument("--failures", default=[20, 20], type=lambda v: [int(x) for x in v.split(",")],

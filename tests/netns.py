@@ -5,6 +5,7 @@
         net.gateway                          # 10.231.<n>.1, the bridge in the root namespace
         net.exec_prefix("compute1")          # ["ip", "netns", "exec", <ns>]: run a process "on" the host
         net.cut("compute1") / net.mend("compute1")   # the host's link down / up (from the root side)
+        net.power_off("compute1") / net.power_on("compute1")   # the host's own NIC down / up (inside)
 
 Everything lives in one private /24 (10.231.<n>.0/24, <n> picked so it is used by no interface here) and
 every name carries a random tag, so concurrent test runs do not meet. ``close()`` (and leaving the ``with``)
@@ -129,6 +130,17 @@ class Network:
     def mend(self, *hosts: str) -> None:
         for host in hosts:
             _ip("link", "set", self.veth(host), "up")
+
+    def power_off(self, host: str) -> None:
+        """What powering the host off does to its network, beyond stopping its processes (a fencer's job):
+        its NIC goes down, and with it whatever the kernel still held to send. A namespace outlives the
+        processes in it, where a real host's kernel dies with its power: without this, datagrams a killed
+        process sent while the link was cut (queued while the gateway's address cannot be resolved, up to
+        3 s of them) still go out once the link returns, as if from the dead process."""
+        _ip("-n", self.namespace(host), "link", "set", "eth0", "down")
+
+    def power_on(self, host: str) -> None:
+        _ip("-n", self.namespace(host), "link", "set", "eth0", "up")
 
     def close(self) -> None:
         """Delete every namespace (their veths go with them) and the bridge; never raises."""

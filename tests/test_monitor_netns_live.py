@@ -1,10 +1,11 @@
 """The fault monitor against hosts on a network: every compute agent in its own network namespace.
 
 Each host is one compute agent in a namespace of its own (tests/netns.py: a veth to a bridge in the root
-namespace, addresses in a private 10.231.n.0/24). The API, the scheduler and — unless a test moves it —
-the monitor run in the root namespace and listen on the bridge's address; each agent takes nudges on its
-own namespace's address ([compute] nudge_host). The fencer is the ``command`` fencer as ``novalite up``
-wires it: ``novalite simulated-host power-off {host}`` kills the host's agent and confirms it is gone.
+namespace, addresses in a private 10.231.n.0/24; tests/netstack.py: the stack on it and the samplers). The
+API, the scheduler and — unless a test moves it — the monitor run in the root namespace and listen on the
+bridge's address; each agent takes nudges on its own namespace's address ([compute] nudge_host). The fencer
+is the ``command`` fencer as ``novalite up`` wires it: ``novalite simulated-host power-off {host}`` kills
+the host's agent, confirms it is gone and shuts the host's guests down (what a power cut does to them).
 
 Issue 4's network tests:
 
@@ -12,40 +13,52 @@ Issue 4's network tests:
   agent → the monitor fences it (the partitioned agent is killed before anything else happens), forces it
   down and every server of the host is ACTIVE elsewhere, each evacuated once. A sampler reads, all along,
   every host's guests.json (the simulated hypervisor's state) and the servers API: no sample shows a
-  server running on two live hosts (a fenced host's agent is dead: its stale copy runs nowhere);
+  server running on two live hosts (a fenced host's agent is dead and its guests shut down);
 - the monitor's own link cut (the monitor in a namespace of its own): every host goes silent for it, the
   quorum gate holds ("held" in the journal), nothing is fenced, forced down or evacuated — also after the
-  link is back.
+  link is back;
+- the partitioned host's return, once fenced and evacuated: its link comes back and its agent is started
+  again (the host powered on), in either order. Nothing happens while only one of the two has happened
+  (in particular, a host whose link is back but whose agent is dead sends no beat, so it has not returned);
+  once both have, the agent destroys its evacuated copies, the evacuations go done → completed, and only then
+  does the monitor force the host up and enable it. A second sampler reads the host's service and its
+  evacuations all along, so the order is asserted from what was seen, not from the end state; the
+  two-copies sampler keeps running through the whole return;
+- a partition whose fencing fails (the fence command exits non-zero): no power-off confirmed, so nothing is
+  forced down or evacuated; when the link comes back the host is healthy with its servers where they were.
 
 Nova facts pinned: evacuation needs the source host forced down or down (spec 4.6, 6 step 10), and is
 recorded as one "evacuate" instance action per server (spec 6); below 2.95 an evacuated ACTIVE server comes
-back ACTIVE (spec 6; the monitor evacuates at 2.94). The quorum rule and "fence before evacuate" are
-ha-anchors.md sections 2.2 and 9.
+back ACTIVE (spec 6; the monitor evacuates at 2.94); the source compute's restart completes its `done`
+evacuations (spec 6) and force-up is refused while any remain (spec 3.6). The quorum rule, "fence before
+evacuate" and the return's order (force up, then enable) are ha-anchors.md sections 2.2 and 9.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from novalite.cli.up import seed_flavors
-from novalite.monitor.journal import Journal
-from tests.clients import client_env
 from tests.netns import Network, require_netns
-from tests.stack import Stack, wait_until
-from tests.test_monitor_recovery_live import api, boot, evacuate_actions, servers, service
+from tests.netstack import HOSTS, MONITOR, HostSample, HostSampler, NetStack, TwoCopiesSampler
+from tests.stack import wait_until
+from tests.test_monitor_recovery_live import (
+    REFUSING_FENCE_SCRIPT,
+    boot,
+    evacuate_actions,
+    guests_of,
+    servers,
+    service,
+)
 
-HOSTS = ("compute1", "compute2", "compute3", "compute4")
-MONITOR = "monitor"  # the namespace the monitor runs in when its own link is to be cut
 SERVERS_ON_A = 50  # issue 4: 50 servers on host A
+# How long a test watches for something that must NOT happen: two of the monitor's return checks
+# (service.RETURN_CHECK_INTERVAL, 1 s) and over six detection windows (0.32 s each with the defaults).
+QUIET_WINDOW = 2.0
 
 
 @pytest.fixture
@@ -54,120 +67,6 @@ def net():
     network = Network.create([*HOSTS, MONITOR])
     yield network
     network.close()  # after the stack (set up later, torn down first) has stopped every process inside
-
-
-class NetStack:
-    """A live stack whose compute agents run in ``net``'s namespaces; the monitor where ``monitor_in`` says."""
-
-    def __init__(self, stack: Stack, net: Network, *, monitor_in: str | None):
-        self.stack, self.net = stack, net
-        self.monitor_ns = monitor_in
-        self.agents: dict[str, subprocess.Popen] = {}
-        seed_flavors(stack.database_url)
-        stack.configure_monitor(listen_host=net.address(monitor_in) if monitor_in else net.gateway,
-                                compute={"spawn_time": "0"})
-        stack.start_scheduler()  # in the root namespace, with the API: its nudges come from there
-        for host in HOSTS:
-            self.start_agent(host)
-        stack.wait_for_computes(*HOSTS)
-        # A server pinned to a host is placed only once the host's node is reported, a moment after its service.
-        wait_until(lambda: set(HOSTS) <= {h["hypervisor_hostname"] for h in api(stack, "GET", "/os-hypervisors")
-                                           .json()["hypervisors"]}, timeout=20, what="every host's node")
-
-    def _spawn(self, where: str | None, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
-        log = (self.stack.root / "logs" / log_name).open("ab")
-        prefix = self.net.exec_prefix(where) if where else []
-        proc = subprocess.Popen([*prefix, sys.executable, "-m", "novalite.cli.main", *args,
-                                 "--config-file", str(self.stack.config_file)],
-                                stdout=log, stderr=subprocess.STDOUT, env=client_env(**env), start_new_session=True)
-        self.stack.procs.append(proc)  # stopped by Stack.close()
-        return proc
-
-    def start_agent(self, host: str) -> subprocess.Popen:
-        # `ip netns exec` execs the command: the process is the agent itself (its pid is the host's "power").
-        # Its nudges must come to its own address: the real [compute] nudge_host option, for this agent only.
-        proc = self._spawn(host, ["compute", "--host", host], f"compute-{host}.log",
-                           NOVALITE_COMPUTE__NUDGE_HOST=self.net.address(host))
-        self.agents[host] = proc
-        return proc
-
-    def start_monitor(self) -> subprocess.Popen:
-        proc = self._spawn(self.monitor_ns, ["monitor", "run"], "monitor.log",
-                           OS_CLIENT_CONFIG_FILE=str(self.stack.root / "clouds.yaml"))
-        wait_until(lambda: all(f"host {h}: first heartbeat, from {self.net.address(h)}" in self.log()
-                               for h in HOSTS), timeout=20, what="the monitor hearing every host from its namespace")
-        wait_until(lambda: "monitor acting:" in self.log(), timeout=20, what="the monitor reaching the API")
-        return proc
-
-    def log(self) -> str:
-        return self.stack.log("monitor.log")
-
-    def kinds(self, host: str) -> list[str]:
-        journal = Journal(self.stack.root / "monitor.sqlite", readonly=True)
-        try:
-            return [e.kind for e in journal.events(host=host)]
-        finally:
-            journal.close()
-
-    def running_guests(self, host: str) -> set[str]:
-        """The servers the host's simulated hypervisor has RUNNING (its guests.json, rewritten atomically)."""
-        path = self.stack.root / ".novalite-compute" / host / "guests.json"
-        if not path.exists():
-            return set()
-        guests = json.loads(path.read_text())["guests"]
-        return {uuid for uuid, g in guests.items() if g["power_state"] == "RUNNING"}
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-class TwoCopiesSampler(threading.Thread):
-    """Samples, until stopped, where each server runs: on a *live* host (its agent alive through the whole
-    sample) whose guests.json has it RUNNING, or per the servers API (ACTIVE on a live host). Any sample
-    with one server running on two live hosts is recorded as a violation."""
-
-    def __init__(self, ns: NetStack, ids: set[str]):
-        super().__init__(daemon=True, name="two-copies-sampler")
-        self.ns, self.ids = ns, ids
-        self.samples = 0
-        self.violations: list[str] = []
-        self.errors: list[str] = []
-        self.seen_elsewhere = False  # a sample where a server of A runs on another live host
-        self._halt = threading.Event()
-
-    def sample(self) -> None:
-        pids = {h: p.pid for h, p in self.ns.agents.items()}
-        live_before = {h for h, pid in pids.items() if is_alive(pid)}
-        api_view = servers(self.ns.stack)
-        running = {h: self.ns.running_guests(h) for h in HOSTS}
-        live = live_before & {h for h, pid in pids.items() if is_alive(pid)}
-        for server_id in self.ids:
-            on = {h for h in live if server_id in running[h]}
-            seen = api_view.get(server_id)
-            if seen and seen["status"] == "ACTIVE" and seen["OS-EXT-SRV-ATTR:host"] in live:
-                on.add(seen["OS-EXT-SRV-ATTR:host"])
-            if len(on) > 1:
-                self.violations.append(f"sample {self.samples}: {server_id} running on {sorted(on)}")
-            if on - {HOSTS[0]}:
-                self.seen_elsewhere = True
-        self.samples += 1
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                self.sample()
-            except Exception as error:  # a torn read or a slow API: the next sample is as good
-                self.errors.append(repr(error))
-            self._halt.wait(0.01)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
 
 
 @pytest.fixture
@@ -246,3 +145,155 @@ def test_the_monitor_cut_off_from_every_host_holds_and_nothing_happens_after_the
     for host, ids in placed.items():
         assert all(now[i]["status"] == "ACTIVE" and now[i]["OS-EXT-SRV-ATTR:host"] == host for i in ids)
         assert all(evacuate_actions(ns.stack, i) == [] for i in ids)
+
+
+# -- the host's return -----------------------------------------------------------------------------------------
+
+def assert_return_in_order(samples: list[HostSample], evacuated: int) -> None:
+    """Every sample in a known phase, phases never going back, from forced down to enabled."""
+    assert all(len(s.migrations) == evacuated for s in samples), {len(s.migrations) for s in samples}
+    out_of_order = [s for s in samples if s.phase is None]
+    assert out_of_order == [], out_of_order[:3]
+    phases = [s.phase for s in samples]
+    assert phases == sorted(phases), "the return went backwards: " + " ".join(map(str, phases))
+    assert phases[0] == 0 and phases[-1] == 3, (phases[0], phases[-1])
+
+
+def hold_still(ns: NetStack, host: str, why: str) -> None:
+    """Nothing is to happen to ``host`` for QUIET_WINDOW: no journal event, still forced down and disabled
+    with the monitor's "evacuated" marker. (An absence can only be watched for a while, not polled for.)"""
+    before, logged = ns.kinds(host), len(ns.log())
+    time.sleep(QUIET_WINDOW)
+    said = [line for line in ns.log()[logged:].splitlines() if host in line]
+    assert ns.kinds(host) == before, f"{why}: {ns.kinds(host)[len(before):]}; the monitor said:\n" + "\n".join(said)
+    svc = service(ns.stack, host)
+    assert svc["forced_down"] is True and svc["status"] == "disabled", (why, svc)
+    assert svc["disabled_reason"].startswith("novalite-monitor: evacuated "), (why, svc["disabled_reason"])
+
+
+@pytest.mark.parametrize("order", ["link-then-power", "power-then-link"])
+def test_a_partitioned_host_returns_forced_up_and_enabled_only_after_its_evacuations_completed(netstack, order):
+    # Spec 6: the source compute's restart destroys its evacuated copies and completes the `done` migrations;
+    # spec 3.6: force-up is refused while any remain; ha-anchors 9, steps 6-7: force up, then enable.
+    ns, a = netstack, HOSTS[0]
+    ids = set(boot(ns.stack, a, SERVERS_ON_A))
+    ns.start_monitor()
+    copies = TwoCopiesSampler(ns, ids)
+    copies.start()
+    host = HostSampler(ns.stack, a)
+    try:
+        wait_until(lambda: copies.samples >= 3, timeout=10, what="the sampler running")
+        fenced = ns.agents[a]
+        ns.net.cut(a)
+        wait_until(lambda: "recovered" in ns.kinds(a), timeout=30, what=f"the recovery of {a}")
+        assert fenced.wait(timeout=5) == -signal.SIGKILL  # the fencer stopped the host's processes
+        ns.net.power_off(a)  # and the rest of its power-off: before the link returns, nothing queued is sent
+        assert guests_of(ns.stack, a) == ids and ns.running_guests(a) == set()  # its guests died with its power
+        host.start()
+        wait_until(lambda: host.samples, timeout=10, what="the host sampler running")
+
+        if order == "link-then-power":
+            ns.net.mend(a)  # the link is back, the host still off: nothing beats
+            hold_still(ns, a, "the link is back but the host is off")
+            began = time.monotonic()
+            ns.net.power_on(a)
+            ns.start_agent(a)
+        else:
+            logged = len(ns.agent_log(a))
+            ns.net.power_on(a)
+            ns.start_agent(a)  # powered on behind the cut link: it can neither register nor beat
+            wait_until(lambda: "cannot register" in ns.agent_log(a)[logged:], timeout=20,
+                       what=f"{a}'s agent trying to reach the API")
+            hold_still(ns, a, "the host is on but its link is still cut")
+            began = time.monotonic()
+            ns.net.mend(a)
+
+        wait_until(lambda: "enabled" in ns.kinds(a), timeout=30, what=f"{a} enabled again")
+        elapsed = time.monotonic() - began
+        wait_until(lambda: host.reached(3), timeout=10, what=f"a sample of {a} enabled")
+        time.sleep(0.2)  # a few samples of the settled state
+    finally:
+        host.stop()
+        copies.stop()
+    print(f"{order}: {a} back and enabled {elapsed:.2f} s after its return; {len(host.samples)} host samples, "
+          f"{copies.samples} copy samples; phases seen {sorted({s.phase for s in host.samples})}")
+
+    assert copies.violations == [], copies.violations[:5]
+    assert copies.samples >= 20, (copies.samples, copies.errors[:3])
+    assert_return_in_order(host.samples, SERVERS_ON_A)
+    assert guests_of(ns.stack, a) == set()  # every evacuated copy destroyed on A, not merely stopped
+    assert ns.agent_log(a).count("destroyed the local copy of") == SERVERS_ON_A
+    now = servers(ns.stack)
+    assert all(now[i]["status"] == "ACTIVE" and now[i]["OS-EXT-SRV-ATTR:host"] in HOSTS[1:] for i in ids)
+    assert all(len(evacuate_actions(ns.stack, i)) == 1 for i in ids), "a server was evacuated twice"
+    svc = service(ns.stack, a)
+    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
+    wait_until(lambda: service(ns.stack, a)["state"] == "up", timeout=15, what=f"{a} up")
+
+    events = ns.monitor_events(a)
+    kinds = [e["kind"] for e in events]
+    returned = [k for k in kinds[kinds.index("recovered") + 1:] if k != "force_up_refused"]
+    assert returned == ["host_returned", "forced_up", "enabled"], kinds
+    assert len({e["recovery_id"] for e in events if e["kind"] in ("fenced", "host_returned", "enabled")}) == 1
+    assert f"return of {a}: enabled" in ns.log()
+
+
+def fence_fails(ns: NetStack, host: str) -> Path:
+    """``host``'s fence command exits 1 without powering anything off (a BMC that does not answer); returns
+    where it logs each call. Set before the monitor starts: it reads its fencers once."""
+    script = ns.stack.root / "fence-fails.sh"
+    script.write_text(REFUSING_FENCE_SCRIPT)
+    script.chmod(0o755)
+    ns.stack.extra_config = {**ns.stack.extra_config, f"fence:{host}": {"command": f"{script} {{host}}"}}
+    ns.stack.write_config()
+    return ns.stack.root / "fenced.log"
+
+
+def test_a_partition_whose_fencing_fails_is_left_alone_and_the_host_returns_with_its_servers(netstack):
+    # ha-anchors 9, step 1: nothing happens before the power-off is confirmed; without it the partitioned
+    # host may still run its servers, so evacuating them would run them twice.
+    ns, a = netstack, HOSTS[0]
+    ids = set(boot(ns.stack, a, 10))
+    fenced_log = fence_fails(ns, a)
+    ns.start_monitor(NOVALITE_MONITOR__FENCE_RETRY_INTERVAL="0.5")  # the BMC may answer later: ask again
+    copies = TwoCopiesSampler(ns, ids)
+    copies.start()
+    try:
+        wait_until(lambda: copies.samples >= 3, timeout=10, what="the sampler running")
+        ns.net.cut(a)  # the agent keeps running, alone with its guests
+        wait_until(lambda: "fence_failed" in ns.kinds(a), timeout=20, what=f"the fencing of {a} failing")
+        time.sleep(QUIET_WINDOW)  # nothing but fencing again may follow the failed fencing: watch for a while
+        assert set(ns.kinds(a)) == {"detected", "fence_failed", "fence_retry"}, ns.kinds(a)
+        assert ns.kinds(a).count("fence_failed") >= 2, ns.kinds(a)
+        svc = service(ns.stack, a)
+        assert (svc["forced_down"], svc["status"]) == (False, "enabled")
+        assert ns.agents[a].poll() is None  # not powered off: it runs on behind the cut
+
+        ns.net.mend(a)
+        wait_until(lambda: f"return of {a}: not-ours" in ns.log(), timeout=15, what=f"the monitor hearing {a} again")
+        # Healthy: the host takes new work again (the scheduler's nudge reaches it, its result comes back).
+        newcomer = set(boot(ns.stack, a, 1, name="after-the-partition"))
+    finally:
+        copies.stop()
+
+    assert copies.violations == [], copies.violations[:5]
+    assert copies.samples >= 20, (copies.samples, copies.errors[:3])
+    assert set(fenced_log.read_text().split()) == {a}
+    assert "exit status 1" in ns.events(a, kind="fence_failed")[0].detail["detail"]
+    # No force-down, no disable, no evacuation, and no "return" to make: the monitor never took the host over.
+    # Its fencing was tried again and again under one recovery, until the host was heard again.
+    assert set(ns.kinds(a)) == {"detected", "fence_failed", "fence_retry"}, ns.kinds(a)
+    assert {e["kind"] for e in ns.monitor_events(a)} == {"detected", "fence_failed", "fence_retry"}
+    assert len({e.recovery_id for e in ns.events(a)}) == 1
+    tries = len(fenced_log.read_text().split())
+    time.sleep(1.0)
+    assert len(fenced_log.read_text().split()) == tries  # heard again: no more fencing
+    svc = service(ns.stack, a)
+    assert (svc["forced_down"], svc["status"], svc["state"]) == (False, "enabled", "up")
+    now = servers(ns.stack)
+    assert all(now[i]["status"] == "ACTIVE" and now[i]["OS-EXT-SRV-ATTR:host"] == a for i in ids | newcomer)
+    assert ns.running_guests(a) == ids | newcomer
+    assert all(evacuate_actions(ns.stack, i) == [] for i in ids)
+    assert ns.agents[a].poll() is None
+    for other in HOSTS[1:]:
+        assert ns.kinds(other) == []

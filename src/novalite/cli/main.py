@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from novalite import config
-from novalite.cli import client_commands, monitor_commands
+
+# The commands served by this module alone. Their runs skip the client and monitor commands' imports
+# (requests, keystoneauth's configuration, json, sqlite3 …): a compute agent or `simulated-host power-off`
+# (a fencer, whose start-up is fencing time: bench/README.md) has no use for them.
+OWN_COMMANDS = ("api", "compute", "scheduler", "simulated-host", "up", "db")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -203,10 +207,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         func=cmd_db_sync)
     with_config(db_sub.add_parser("status", help="show the schema revision")).set_defaults(func=cmd_db_status)
 
-    monitor_commands.register(sub, with_config)
+    argv = sys.argv[1:] if argv is None else argv
+    if _command_of(argv) not in OWN_COMMANDS:
+        from novalite.cli import client_commands, monitor_commands
 
-    client_commands.register(sub, parser, sys.argv[1:] if argv is None else argv)
+        monitor_commands.register(sub, with_config)
+        client_commands.register(sub, parser, argv)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` runs when it names it first (after --debug); None otherwise. Only then is it
+    known without the client commands' global options, which may come before the command."""
+    words = [arg for arg in argv if arg != "--debug"]
+    return words[0] if words else None
 
 
 def main(argv: list[str] | None = None) -> int:

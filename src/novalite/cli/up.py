@@ -71,8 +71,9 @@ def free_udp_port() -> int:
 def monitor_options(*, key_file: Path, config_file: Path, udp_port: int, listen_host: str = "127.0.0.1",
                     os_cloud: str = "novalite") -> dict[str, str]:
     """[monitor] for simulated hosts: agents beat to the monitor at listen_host:udp_port with the key in
-    ``key_file``; the command fencer powers a host off by killing its agent (novalite simulated-host)."""
-    fence = f"{sys.executable} -m novalite.cli.main simulated-host power-off {{host}} --config-file {config_file}"
+    ``key_file``; the command fencer powers a host off by killing its agent (novalite simulated-host, by its
+    quick-starting entry point: its start-up is fencing time)."""
+    fence = f"{sys.executable} -m novalite.agent.simulated_host power-off {{host}} --config-file {config_file}"
     return {"heartbeat_key_file": str(key_file), "heartbeat_address": f"{listen_host}:{udp_port}",
             "listen_host": listen_host, "listen_port": str(udp_port), "fencer": "command",
             "fence_command": fence, "os_cloud": os_cloud}

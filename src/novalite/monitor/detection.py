@@ -4,13 +4,16 @@ Two channels (issue 4, ha-anchors 2.2 and 9): each agent sends a signed UDP hear
 [monitor] heartbeat_interval; when a host has been silent for suspect_after intervals it is *suspect* and
 the Detector probes it actively (a signed probe to the address its beats came from, answered by the
 sender on the same socket). It has *failed* when probe_attempts probes in a row, probe_interval apart,
-go unanswered: both channels agree. With the defaults, last beat → HostFailed is 0.3 + 0.15 s.
+go unanswered: both channels agree. With the defaults ([monitor] in config.py), last beat → HostFailed is
+2 × 0.1 + 3 × 0.04 = 0.32 s, so a SIGKILL is detected 0.22–0.32 s after it (the kill comes 0–0.1 s after
+a beat). A live host is failed only if it is silent on both channels for that whole window, and no
+decision to fail a host is taken while a datagram waits unread.
 
     alive    silent for suspect_after × interval  → suspect  (HostSuspect; a probe every probe_interval)
     suspect  a beat                               → alive
     suspect  a probe answered                     → suspect, answers_probes: not failed; probing goes on
     suspect  probe_attempts probes unanswered     → failed   (HostFailed, once)
-    failed   a beat                               → alive    (HostReturned)
+    failed   a beat sent after it was failed      → alive    (HostReturned)
     any      a "leave" of its current incarnation → left     (a clean agent stop: never failed, not counted)
     left     a beat                               → alive
 
@@ -31,6 +34,11 @@ Replays: within one agent incarnation (random per agent start) a beat is taken o
 the last one taken for the host; a new incarnation is taken from any seq (the agent restarted), unless it
 is one the host already left behind. A reply counts only for a nonce of a probe still outstanding.
 A freshly started Detector knows no history: it takes the first valid beat it sees of each host.
+A failed host returns only with a beat its agent sent after the monitor failed it: a new incarnation (the
+agent restarted: the host was powered on again), or one of its current incarnation sent at least the
+silence that failed it after its last beat taken — a beat held up in a queue or a cut link and delivered
+late was sent while the host was going silent, and is no sign of life now. That compares two timestamps
+of the sender's own clock, so no clock skew between host and monitor matters.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+from novalite.config import MonitorOpts
 from novalite.nudge import parse_address
 
 LOG = logging.getLogger("novalite.monitor.detection")
@@ -70,6 +79,9 @@ _FIXED = {KIND_BEAT: _BEAT, KIND_PROBE: _PROBE, KIND_REPLY: _REPLY, KIND_LEAVE: 
 # is 4 times that of a beat). Beats wait at most READ_PACE in the kernel; every decision drains first.
 READ_PACE = 0.002
 READ_BATCH = 512  # at most per drain (about 2 ms of work), so timers keep their turn
+# Before a host is failed the socket is drained to the end, up to this many batches: a monitor starved of
+# CPU may find more than one batch waiting, and a beat or reply among them must still count.
+FULL_DRAIN_BATCHES = 64
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bursts of 1,000 hosts' beats; the kernel caps it at net.core.rmem_max
 RETIRED_INCARNATIONS = 16
 
@@ -186,7 +198,7 @@ class HeartbeatSender:
     stops it as it stops the agent.
     """
 
-    def __init__(self, host: str, key: bytes, address: str, interval: float = 0.1):
+    def __init__(self, host: str, key: bytes, address: str, interval: float = MonitorOpts.heartbeat_interval):
         _host_bytes(host)
         self.host = host
         self.key = key
@@ -345,6 +357,7 @@ class _Host:
     seq: int = -1
     incarnation: int | None = None
     addr: tuple | None = None
+    return_sent_ns: int = 0  # failed: a beat of this incarnation sent before this is stale
     retired: deque = field(default_factory=lambda: deque(maxlen=RETIRED_INCARNATIONS))
     nonces: deque = field(default_factory=lambda: deque())
     next_probe: float = 0.0
@@ -357,8 +370,9 @@ class _Host:
 class Detector:
     """The monitor's side. ``await start(host, port)``; ``async for event in events()``."""
 
-    def __init__(self, key: bytes, interval: float = 0.1, suspect_after: int = 3, probe_attempts: int = 3,
-                 probe_interval: float = 0.05):
+    def __init__(self, key: bytes, interval: float = MonitorOpts.heartbeat_interval,
+                 suspect_after: int = MonitorOpts.suspect_after, probe_attempts: int = MonitorOpts.probe_attempts,
+                 probe_interval: float = MonitorOpts.probe_interval):
         if interval <= 0 or probe_interval <= 0 or suspect_after < 1 or probe_attempts < 1:
             raise ValueError("intervals must be positive, suspect_after and probe_attempts at least 1")
         self.key = key
@@ -477,11 +491,11 @@ class Detector:
         if self._sock is not None:
             self._loop.add_reader(self._sock.fileno(), self._read_ready)
 
-    def _drain(self) -> None:
+    def _drain(self, limit: int = READ_BATCH) -> None:
         sock = self._sock
         if sock is None:
             return
-        for _ in range(READ_BATCH):
+        for _ in range(limit):
             try:
                 data, addr = sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
@@ -512,7 +526,7 @@ class Detector:
             if h.incarnation is not None:
                 h.retired.append(h.incarnation)
                 LOG.info("host %s: its agent restarted (incarnation %016x)", beat.host, beat.incarnation)
-        elif beat.seq <= h.seq:
+        elif beat.seq <= h.seq or (h.state == "failed" and beat.sent_ns < h.return_sent_ns):
             self.stats.stale += 1
             return
         self.stats.beats += 1
@@ -595,10 +609,16 @@ class Detector:
             LOG.info("host %s suspect: no heartbeat for %.3f s (suspect_after=%d × %s s); probing", h.name,
                      now - h.since, self.suspect_after, self.interval)
             self._events.put_nowait(HostSuspect(h.name, time.time()))
-        for h in list(self._suspect.values()):
-            if now >= h.next_probe:
+        due = [h for h in self._suspect.values() if now >= h.next_probe]
+        if any(self._fails_this_round(h) for h in due):
+            self._drain(READ_BATCH * FULL_DRAIN_BATCHES)  # a beat or reply still unread saves its host
+        for h in due:
+            if self._suspect.get(h.name) is h:  # not alive again (a beat) or left meanwhile
                 self._probe_round(h, now)
         self._arm()
+
+    def _fails_this_round(self, h: _Host) -> bool:
+        return h.rounds > 0 and not h.replied and h.unanswered + 1 >= self.probe_attempts
 
     def _probe_round(self, h: _Host, now: float) -> None:
         """Count the last probe's answer, then fail the host or send the next probe."""
@@ -626,6 +646,7 @@ class Detector:
         h.state, h.answering = "failed", False
         h.nonces.clear()
         silence = now - h.since
+        h.return_sent_ns = h.last_sent_ns + int(silence * 1e9)
         LOG.warning("host %s failed: no heartbeat for %.3f s and %d probes unanswered", h.name, silence,
                     self.probe_attempts)
         self._events.put_nowait(HostFailed(h.name, h.last_wall, time.time(), silence))

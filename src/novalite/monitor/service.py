@@ -14,7 +14,8 @@ One asyncio loop:
   the gates open again it is acted on only if it is still failed a whole detection window later (a monitor
   back from being cut off first hears the hosts that are alive);
 - a recovery (recovery.py) fences, forces down, disables with its marker and evacuates; one that fails
-  (the API unreachable mid-way) is retried while the host stays failed;
+  (the API unreachable mid-way) is retried while the host stays failed, and so is one whose fencing failed,
+  every [monitor] fence_retry_interval (nothing is forced down or evacuated until a fencing is confirmed);
 - on start, recoveries a previous monitor left unfinished are resumed (their marker is in Nova);
 - a host the monitor recovered whose heartbeats resume has returned: force-up (once its agent completed
   the evacuations), then enable.
@@ -222,21 +223,27 @@ class Monitor:
 
     def _start_recovery(self, host: str, failure: HostFailed) -> None:
         async def recover() -> None:
+            retry_of = None
             try:
                 while True:
                     try:
-                        result = await self.recovery.recover(host, failure)
+                        result = await self.recovery.recover(host, failure, retry_of)
                         LOG.info("recovery of %s: %s (%d moved, %d failed)", host, result.outcome, result.moved,
                                  result.failed)
-                        return
+                        if result.outcome != "fence-failed" or not self.opts.fence_retry_interval:
+                            return
+                        LOG.warning("fencing of %s failed (%s); trying again in %s s while it stays failed", host,
+                                    result.reason, self.opts.fence_retry_interval)
+                        delay, retry_of = self.opts.fence_retry_interval, result.recovery_id
                     except Exception as error:
                         LOG.warning("recovery of %s failed (%s); retrying", host, error)
-                        if await self._sleep(RETRY_DELAY):
-                            return
-                        state = self.detector.hosts().get(host)
-                        if state is not None and state.state != "failed":
-                            LOG.info("%s beats again; its recovery is left to its return", host)
-                            return
+                        delay = RETRY_DELAY
+                    if await self._sleep(delay):
+                        return
+                    state = self.detector.hosts().get(host)
+                    if state is None or state.state != "failed":
+                        LOG.info("%s beats again; its recovery is left to its return", host)
+                        return
             finally:
                 self.recovering.pop(host, None)
 

@@ -3,7 +3,8 @@
 It stands in for a real hypervisor the way Nova's fake driver (nova/virt/fake.py) does, with two
 differences that the evacuation story needs: its guests survive an agent restart (they live in
 ``<state dir>/guests.json``, rewritten atomically on every change), and booting and stopping take
-configurable times (``spawn_time``, ``stop_time``; 0 by default).
+configurable times (``spawn_time``, ``stop_time``; 0 by default). A power-off of the simulated host
+(agent/simulated_host.py) leaves its guests in the file, SHUTDOWN, as a real host's domains after a power cut.
 
 What it reports as the host's hypervisor record, and why:
 - ``hypervisor_type`` "fake" and ``hypervisor_version`` 1000 (Nova's encoding of "1.0"), as Nova's
