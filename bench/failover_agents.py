@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from novalite.api.auth import ensure_secret
 from novalite.config import MonitorOpts
 from novalite.monitor.detection import Beat, ProbeReply, decode, encode_probe
+from novalite.secret_files import ensure_secret
 from tests.stack import Stack, wait_until
 
 HOG = "while True: pass"
@@ -65,8 +65,16 @@ def load_average() -> str:
 
 
 def p99(values: list[float]) -> float:
+    """Nearest rank: with fewer than 100 values, the maximum."""
     ordered = sorted(values)
     return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+
+def ms_columns(values: list[float]) -> str:
+    """Median, p99 and max of ``values`` (seconds) in ms, three right-aligned columns."""
+    if not values:
+        return f"{'-':>8} {'-':>8} {'-':>8}"
+    return f"{statistics.median(values) * 1e3:>8.1f} {p99(values) * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
 
 
 @dataclass
@@ -225,11 +233,7 @@ def agents(args: argparse.Namespace) -> list[AgentRun]:
 
 
 def print_agents(runs: list[AgentRun]) -> None:
-    def ms(values: list[float]) -> str:
-        if not values:
-            return f"{'-':>8} {'-':>8} {'-':>8}"
-        return f"{statistics.median(values) * 1e3:>8.1f} {p99(values) * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
-
+    ms = ms_columns
     print()
     for run in runs:
         late = sum(1 for gap in run.beat_gaps if gap >= run.suspect_window)

@@ -29,6 +29,7 @@ from novalite.api.app import build_falcon_app, create_app, make_application, spl
 from novalite.api.policy import Enforcer
 from novalite.db import api as db
 from novalite.db import engine as db_engine
+from novalite.secret_files import read_secret
 from novalite.timeutils import utcnow
 from tests import databases
 
@@ -232,7 +233,7 @@ def _keystone_headers_app(settings: config.Settings, base_dir: str):
     so a test can present the identity headers auth_token would set (X-Identity-Status, X-Roles, …)."""
     engine = db_engine.make_engine(settings.database.connection)
     app = make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
-                           auth.AgentAuth(auth.read_secret(settings.api.agent_token_file)))
+                           auth.AgentAuth(read_secret(settings.api.agent_token_file)))
     return split_vary(build_falcon_app(app))
 
 

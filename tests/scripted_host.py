@@ -13,7 +13,7 @@ import datetime as dt
 
 from novalite.agent.compute import SERVICE_VERSION
 from novalite.domain.conductor import Conductor, PassResult
-from novalite.domain.host_work import POWER_OFF
+from novalite.work_kinds import POWER_OFF
 from tests.api_client import AGENT_SECRET, Api
 
 AGENT = {"X-Agent-Token": AGENT_SECRET}

@@ -20,8 +20,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from novalite.api.auth import ensure_secret
 from novalite.db import engine as db_engine
+from novalite.secret_files import ensure_secret
 
 
 def free_port() -> int:

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from novalite.api.auth import ensure_secret
 from novalite.monitor.detection import Detector, HostFailed, HostReturned
+from novalite.secret_files import ensure_secret
 from tests.stack import wait_until
 
 # The stacks store agents' services, but what is measured here does not depend on the backend: run once.

@@ -35,7 +35,7 @@ import requests
 
 from novalite.agent.virt.driver import ComputeDriver, GuestExists, GuestSpec, PowerState
 from novalite.asyncutils import sleep_unless_stopped
-from novalite.domain.host_work import DESTROY, POWER_OFF, POWER_ON, REBUILD, SPAWN, format_exception
+from novalite.work_kinds import DESTROY, POWER_OFF, POWER_ON, REBUILD, SPAWN, format_exception
 
 LOG = logging.getLogger("novalite.compute.work")
 

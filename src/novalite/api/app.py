@@ -21,6 +21,7 @@ from novalite.domain.host_work import HostWork
 from novalite.domain.servers import Servers
 from novalite.domain.services import Services
 from novalite.exceptions import Unauthorized
+from novalite.secret_files import read_secret
 
 _PROJECT_ID = re.compile(r"^[0-9a-fA-F\-]+$")
 
@@ -116,7 +117,7 @@ def split_vary(wsgi_app):
 def _authenticator(settings: Settings):
     strategy = settings.api.auth_strategy
     if strategy == "token":
-        return auth.AdminTokenAuth(auth.read_secret(settings.api.admin_token_file))
+        return auth.AdminTokenAuth(read_secret(settings.api.admin_token_file))
     if strategy == "noauth2":
         return auth.NoAuth2()
     return auth.KeystoneHeaders()
@@ -149,7 +150,7 @@ def make_application(settings: Settings, engine: Engine, enforcer: Enforcer | No
 def create_app(settings: Settings, base_dir: str | None = None):
     """The WSGI application for ``settings`` (keystonemiddleware around it for auth_strategy=keystone)."""
     engine = make_engine(settings.database.connection)
-    agent_token = auth.read_secret(settings.api.agent_token_file) if settings.api.agent_token_file else None
+    agent_token = read_secret(settings.api.agent_token_file) if settings.api.agent_token_file else None
     app = make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
                            auth.AgentAuth(agent_token))
     wsgi_app: Any = build_falcon_app(app)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
-from pathlib import Path
 
 from novalite.api.policy import Context
 from novalite.exceptions import Unauthorized
@@ -20,24 +18,6 @@ UNAUTHORIZED_BODY = json.dumps(
     {"error": {"code": 401, "title": "Unauthorized",
                "message": "The request you have made requires authentication."}}
 ).encode()
-
-
-def read_secret(path: str) -> str:
-    secret = Path(path).read_text().strip()
-    if not secret:
-        raise ValueError(f"secret file {path} is empty")
-    return secret
-
-
-def ensure_secret(path: Path) -> str:
-    """The secret in ``path``, generating one (mode 0600) on first use."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = path.open("x")
-        path.chmod(0o600)
-        with fd:
-            fd.write(secrets.token_urlsafe(32) + "\n")
-    return read_secret(str(path))
 
 
 class AdminTokenAuth:

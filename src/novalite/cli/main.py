@@ -49,7 +49,7 @@ def _driver_options(settings: config.Settings, host: str, config_file: str | Non
 def cmd_compute(args: argparse.Namespace) -> int:
     from novalite.agent.compute import AgentConfig, run_agent
     from novalite.agent.virt import DRIVERS
-    from novalite.api.auth import read_secret
+    from novalite.secret_files import read_secret
 
     if args.data_dir and not args.config_file:
         args.config_file = str(Path(args.data_dir) / "novalite.conf")

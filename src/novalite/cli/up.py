@@ -26,8 +26,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from novalite.api.auth import ensure_secret
 from novalite.db import engine as db_engine
+from novalite.secret_files import ensure_secret
 
 CONFIG_NAME = "novalite.conf"
 STARTUP_TIMEOUT = 30.0

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -188,8 +187,12 @@ def _reconnect(conn: Connection, error: Exception) -> None:
 
 
 # -- schema ---------------------------------------------------------------------------------------------
+# alembic is imported by these functions only: the processes that never migrate (agents' control plane side,
+# the scheduler) start without it.
 
 def _alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -198,6 +201,8 @@ def _alembic_config(url: str) -> AlembicConfig:
 
 def sync(url: str, revision: str = "head") -> None:
     """Upgrade the schema to ``revision``; running it again changes nothing."""
+    from alembic import command
+
     engine = make_engine(url, read_timeout=None)
     try:
         cfg = _alembic_config(url)
@@ -209,9 +214,13 @@ def sync(url: str, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback as tb
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, Row
@@ -39,11 +38,10 @@ from novalite.domain import states
 from novalite.domain.scheduler import Scheduler
 from novalite.domain.servers import instance_name
 from novalite.timeutils import utcnow
+from novalite.work_kinds import DESTROY, POWER_OFF, POWER_ON, REBUILD, SPAWN
 
 LOG = logging.getLogger("novalite.host_work")
 
-SPAWN, REBUILD, POWER_OFF, POWER_ON, DESTROY = "spawn", "rebuild", "power_off", "power_on", "destroy"
-KINDS = (SPAWN, REBUILD, POWER_OFF, POWER_ON, DESTROY)
 # Instance action events, named as Nova's compute manager names them.
 EVENTS = {SPAWN: "compute__do_build_and_run_instance", REBUILD: "compute_rebuild_instance",
           POWER_OFF: "compute_stop_instance", POWER_ON: "compute_start_instance",
@@ -271,7 +269,3 @@ def result_from_json(data: dict) -> Result:
     return Result(kind=data["kind"], instance_uuid=data["instance_uuid"], ok=data["ok"],
                   migration_uuid=data.get("migration_uuid"), power_state=data.get("power_state"),
                   error=data.get("error"), details=data.get("details"))
-
-
-def format_exception(error: BaseException) -> str:
-    return "".join(tb.format_exception(error))

@@ -18,7 +18,7 @@ decision to fail a host is taken while a datagram waits unread.
     left     a beat                               → alive
 
 Wire format (big-endian), every datagram ends with HMAC-SHA256(key, everything before it); the key is the
-content of [monitor] heartbeat_key_file (novalite.api.auth.read_secret) as UTF-8 bytes:
+content of [monitor] heartbeat_key_file (novalite.secret_files.read_secret) as UTF-8 bytes:
 
     beat    "NLhb" 1 1  incarnation:u64 seq:u64 sent_ns:u64  host (UTF-8, 1–255 bytes)
     probe   "NLhb" 1 2  nonce:16 bytes                        host

@@ -32,7 +32,6 @@ import signal
 import time
 from pathlib import Path
 
-from novalite.api.auth import read_secret
 from novalite.asyncutils import sleep_unless_stopped
 from novalite.config import Settings
 from novalite.monitor import gates
@@ -41,6 +40,7 @@ from novalite.monitor.fencing import load_fencer
 from novalite.monitor.journal import Journal, journal_path
 from novalite.monitor.metrics import Metrics
 from novalite.monitor.recovery import Recovery, open_client
+from novalite.secret_files import read_secret
 
 LOG = logging.getLogger("novalite.monitor")
 CYCLE = 0.05  # seconds between two evaluations of the gates over pending failures

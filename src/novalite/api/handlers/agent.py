@@ -28,6 +28,7 @@ from novalite.api.validation import validate_internal_body
 from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain import host_work
 from novalite.exceptions import NotFound
+from novalite.work_kinds import KINDS
 
 REGISTER = {
     "type": "object",
@@ -113,7 +114,7 @@ RESULTS = {
     "properties": {"results": {"type": "array", "items": {
         "type": "object",
         "properties": {
-            "kind": {"type": "string", "enum": list(host_work.KINDS)},
+            "kind": {"type": "string", "enum": list(KINDS)},
             "instance_uuid": _UUID,
             "ok": {"type": "boolean"},
             "migration_uuid": {"type": ["string", "null"], "maxLength": 36},
