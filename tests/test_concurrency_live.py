@@ -137,28 +137,25 @@ def _answer_problem(write: Write, target: Target) -> str | None:
 
 
 class Admins:
-    """The 100 clients: a session each, a round's writes started together at a barrier."""
+    """The 100 clients: a session each per round, a round's writes started together at a barrier.
+
+    A session lives one round: a keep-alive connection left idle between rounds may be closed by the server
+    (gunicorn's keepalive) just as the next write goes out, and that write's fate would be unknown."""
 
     def __init__(self, stack: Stack):
         self.stack = stack
-        self.local = threading.local()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=CLIENTS)
 
-    def _session(self) -> requests.Session:
-        if not hasattr(self.local, "session"):
-            self.local.session = requests.Session()
-        return self.local.session
-
     def _run_client(self, writes: list[Write], barrier: threading.Barrier) -> None:
-        session = self._session()
-        barrier.wait(timeout=30)
-        for write in writes:
-            headers = self.stack.admin_headers(write.version)
-            write.sent = time.monotonic()
-            resp = session.put(self.stack.endpoint + write.path, json=write.body, headers=headers, timeout=30)
-            write.acked = time.monotonic()
-            write.status_code = resp.status_code
-            write.answer = resp.json() if resp.content else None
+        with requests.Session() as session:
+            barrier.wait(timeout=30)
+            for write in writes:
+                headers = self.stack.admin_headers(write.version)
+                write.sent = time.monotonic()
+                resp = session.put(self.stack.endpoint + write.path, json=write.body, headers=headers, timeout=30)
+                write.acked = time.monotonic()
+                write.status_code = resp.status_code
+                write.answer = resp.json() if resp.content else None
 
     def run_round(self, plans: list[list[Write]]) -> list[Write]:
         """Each client sends its writes one after the other; all clients start together."""

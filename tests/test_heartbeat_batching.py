@@ -14,26 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import sqlalchemy as sa
 
-from novalite import config
 from novalite.db import api as db
-from novalite.db import engine as db_engine
 from novalite.domain.heartbeats import HeartbeatBatcher
 from novalite.domain.services import Services
 from novalite.timeutils import utcnow
 
 DEADLINE = 10.0
-
-
-@pytest.fixture
-def services(migrated_database_url):
-    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": migrated_database_url,
-                                    "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
-    engine = db_engine.make_engine(migrated_database_url)
-    yield Services(engine, settings)
-    engine.dispose()
 
 
 def _rows(services: Services) -> dict[str, sa.Row]:

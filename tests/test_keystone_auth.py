@@ -23,7 +23,8 @@ from tests.keystone import (
     keystone_stack_with_compute,
 )
 
-pytestmark = [pytest.mark.keystone, pytest.mark.live]
+# Keystone's middleware in front of the API is the subject; it runs once, in the SQLite run (conftest.py).
+pytestmark = [pytest.mark.keystone, pytest.mark.live, pytest.mark.backend_neutral]
 
 HOST = "compute1"
 COMPUTE = "nova-compute"

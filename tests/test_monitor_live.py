@@ -29,6 +29,9 @@ from tests.clients import agent_process, client_env
 from tests.stack import Stack, wait_until
 from tests.test_monitor_recovery_live import api, boot, evacuate_actions, guests_of, servers, service
 
+# The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
+pytestmark = pytest.mark.backend_neutral
+
 HOSTS = ("compute1", "compute2", "compute3")
 
 

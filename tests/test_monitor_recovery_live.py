@@ -38,6 +38,9 @@ from novalite.monitor.recovery import Recovery, open_client
 from tests.clients import agent_process, token_env
 from tests.stack import Stack, wait_until
 
+# The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
+pytestmark = pytest.mark.backend_neutral
+
 FENCE_SCRIPT = """#!/bin/sh
 # fence.sh HOST PGID: "power off" a simulated host by killing its agent's process group, and exit 0
 # only once the agent is gone (the command fencer's contract: exit 0 = off, confirmed).

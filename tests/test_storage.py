@@ -12,21 +12,11 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from novalite import config
 from novalite.cli.main import main as novalite_main
 from novalite.db import api as db
 from novalite.db import engine as db_engine
 from novalite.domain.services import Services
 from novalite.exceptions import NotFound
-
-
-@pytest.fixture
-def services(migrated_database_url):
-    settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": migrated_database_url,
-                                    "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
-    engine = db_engine.make_engine(migrated_database_url)
-    yield Services(engine, settings)
-    engine.dispose()
 
 
 def _row(services: Services, service_uuid: str):
