@@ -56,7 +56,6 @@ import argparse
 import asyncio
 import datetime
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -77,7 +76,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from failover_agents import agents, cpu_hogs, load_average  # noqa: E402
+from failover_agents import agents, cpu_hogs, load_average, ms_columns, p99  # noqa: E402
 
 from novalite.cli.up import seed_flavors  # noqa: E402
 from novalite.config import MonitorOpts  # noqa: E402
@@ -99,11 +98,6 @@ from tests.test_monitor_live import start_monitor  # noqa: E402
 SILENCE = 1.5  # seconds each induced silence lasts
 ANSWER_EVERY = 32  # beats sent between two looks for probes while the sender is behind schedule
 WARM_UP = 1.0  # seconds before anything is measured or silenced
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 # The sender: N simulated hosts in one process.
@@ -329,10 +323,7 @@ def detection(args: argparse.Namespace) -> list[DetectionRun]:
 
 
 def print_detection(runs: list[DetectionRun]) -> None:
-    def ms(values: list[float]) -> str:
-        if not values:
-            return f"{'-':>8} {'-':>8} {'-':>8}"
-        return f"{statistics.median(values) * 1e3:>8.1f} {p99(values) * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
+    ms = ms_columns
 
     print()
     for run in runs:
