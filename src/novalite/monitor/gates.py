@@ -11,9 +11,12 @@ Host gates (anchors: ha-anchors.md 2.2, RHOSO InstanceHA's gate chain; Kubernete
     operator-disabled a host an operator disabled (any reason that is not the monitor's own marker, nor
                       the libvirt driver's automatic "AUTO: " one, spec 4.7) is left alone.
 
-Server policy ([monitor] options):
+Server policy (the host's policy: its [host_group:<name>]'s options, else [monitor]'s; groups.py):
     opt-in            with evacuable_metadata_key and/or evacuable_extra_spec set, only the servers whose
                       metadata or flavor extra spec says true are evacuated (either one suffices).
+
+The host-group rules (host-group: a host two groups claim is held; notify-only: a group's failures are only
+journaled) are groups.py's.
 """
 
 from __future__ import annotations
