@@ -22,6 +22,7 @@ from tempest.lib import auth as tempest_auth
 from tempest.lib.services.compute import base_compute_client
 from tempest.lib.services.compute.services_client import ServicesClient
 
+from tests import cli_zygote
 from tests.stack import Stack
 
 BIN = Path(sys.executable).parent
@@ -46,7 +47,9 @@ def nova_env(stack: Stack) -> dict[str, str]:
 
 
 def run_cli(argv: list[str], env: dict[str, str], expect_rc: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    """``argv[0]`` is ``openstack`` or ``nova``: the real console script's main() in a process of its own
+    (forked from tests.cli_zygote, which imported the clients once)."""
+    proc = cli_zygote.run(argv[0], argv[1:], env, timeout=CLI_TIMEOUT)
     assert proc.returncode == expect_rc, (
         f"{' '.join(argv)} exited {proc.returncode} (expected {expect_rc})\n"
         f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -57,7 +60,7 @@ def run_cli(argv: list[str], env: dict[str, str], expect_rc: int = 0) -> subproc
 def nova(stack: Stack, *args: str, version: str | None = None,
          expect_rc: int = 0) -> subprocess.CompletedProcess:
     """The ``nova`` CLI (python-novaclient); without ``version`` it negotiates min(server max, 2.96)."""
-    argv = [str(BIN / "nova")]
+    argv = ["nova"]
     if version:
         argv += ["--os-compute-api-version", version]
     return run_cli([*argv, *args], nova_env(stack), expect_rc)
@@ -66,7 +69,7 @@ def nova(stack: Stack, *args: str, version: str | None = None,
 def openstack(stack: Stack | None, *args: str, version: str | None = None, env: dict[str, str] | None = None,
               expect_rc: int = 0) -> subprocess.CompletedProcess:
     """The ``openstack`` CLI (OSC); ``env`` replaces the admin_token settings (e.g. for clouds.yaml)."""
-    argv = [str(BIN / "openstack")]
+    argv = ["openstack"]
     if version:
         argv += ["--os-compute-api-version", version]
     return run_cli([*argv, *args], env if env is not None else token_env(stack), expect_rc)
