@@ -2,10 +2,11 @@
 
 ``openstack`` spends about 2 s of CPU importing before it sends a request, and the suite calls it hundreds of
 times per backend: most of the CI's time once the suite ran on three backends. A zygote process imports both
-CLIs' modules once; each call is a fork of it that takes the call's environment, argv and output files and runs
-the console script's ``main()`` with the call's arguments (what the installed ``openstack`` and ``nova`` scripts run), then exits with its
-status. A call is still a process of its own, so nothing one call does reaches the next; only the imports are
-shared. ``run`` answers like ``subprocess.run(capture_output=True, text=True)``.
+CLIs' modules once; each call is a fork of it that takes the call's environment, arguments and output files
+and runs the console script's ``main()`` with the call's arguments (what the installed ``openstack`` and
+``nova`` scripts run), then exits with its status. A call is still a process of its own, so nothing one call
+does reaches the next; only the imports are shared. ``run`` answers like ``subprocess.run(capture_output=True,
+text=True)``.
 """
 
 from __future__ import annotations
