@@ -247,6 +247,7 @@ class Evacuator:
                         await self.api.call(self.client.evacuate, sid, move.target)
                         self.journal.record(host, recovery_id, "evacuation_accepted", server=sid, attempt=attempt,
                                             target=move.target, target_rule=move.target_rule)
+                        self.targets.claim(host, move, move.target)
                     except ApiError as refused:
                         # A 409 for a server whose task_state got set meanwhile: in flight after all.
                         if refused.status != 409 or where(await self.api.server(sid), host) != "in-flight":
@@ -272,6 +273,7 @@ class Evacuator:
                     return await self._landed(tracking, recovery_id, move, server)
                 error = (server.get("fault") or {}).get("message") or f"the server is {server.get('status')}"
             self.journal.record(host, recovery_id, "evacuation_failed", server=sid, attempt=attempt, reason=error)
+            self.targets.claim(host, move, None)
             if state.startswith("failed elsewhere") or attempt == attempts:
                 break
             self.journal.record(host, recovery_id, "retry", server=sid, attempt=attempt + 1, delay=delay)
@@ -284,6 +286,7 @@ class Evacuator:
     async def _landed(self, tracking: _Tracking, recovery_id: str, move: Move, server: dict,
                       already: bool = False) -> str:
         status = server.get("status")
+        self.targets.claim(tracking.host, move, server.get("OS-EXT-SRV-ATTR:host"))
         self.journal.record(tracking.host, recovery_id, "landed", server=move.server_id,
                             on=server.get("OS-EXT-SRV-ATTR:host"), status=status,
                             **({"already": True} if already else {}))

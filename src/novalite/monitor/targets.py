@@ -10,7 +10,8 @@ Every evacuate names its target's rule in the journal (``target_rule``, starting
     group-host      targets = group: the up and enabled host of the group with the most free RAM that holds
                     the flavor (the scheduler's RAM weigher, among the group's hosts). The evacuate names it
                     without force, so Nova's scheduler still checks it (spec 6, 2.29+); each retry reads the
-                    group's room afresh and names a host not tried yet while one holds the flavor.
+                    group's room afresh (less this recovery's own moves, which the reports may not show yet)
+                    and names a host not tried yet while one holds the flavor.
     scheduler       no target named: Nova's scheduler picks any host (targets = any, after the spares, and
                     every retry).
     fallback        targets = group and no host of the group holds the flavor: ``fallback = scheduler`` lets
@@ -74,9 +75,24 @@ class Targets:
         self.api = api
         self.client = api.client
         self.journal = journal
+        # failed host → server → (host it went to, ram_mb, disk_gb): this recovery's own moves, counted against
+        # their hosts when a retry reads the room again (see claim()).
+        self._claims: dict[str, dict[str, tuple[str, int, int]]] = {}
+
+    def claim(self, host: str, move: Move, on: str | None) -> None:
+        """``move`` (of a server of failed ``host``) went to ``on`` (None: it holds no room any more). The
+        hypervisors' reports show a landing only a while later, so a retry that reads them would see that room
+        still free, name it, and have Nova's scheduler refuse it; a retry counts these moves against their
+        hosts, at worst twice (once more in a report that caught up), which errs on the side of no overcommit."""
+        claims = self._claims.setdefault(host, {})
+        if on is None:
+            claims.pop(move.server_id, None)
+        else:
+            claims[move.server_id] = (on, move.ram_mb, move.disk_gb)
 
     async def plan(self, host: str, recovery_id: str, policy: Policy, moves: list[Move]) -> None:
         """Name each first attempt's target, ``moves`` taken in their order (priority, higher first)."""
+        self._claims.pop(host, None)  # a new run of the host's evacuations: what an earlier one moved is reported
         in_group = policy.targets == "group"
         spares = [s for s in policy.reserved_hosts if s != host and (not in_group or policy.in_group(s))]
         if not moves or not (spares or in_group):
@@ -96,6 +112,10 @@ class Targets:
         move.target, move.target_rule, move.stranded = None, f"{SCHEDULER}: a retry; Nova's scheduler picks", False
         if policy.targets == "group":
             _, room = await self._room(host, policy, [])
+            for server_id, (on, ram_mb, disk_gb) in self._claims.get(host, {}).items():
+                if on in room and server_id != move.server_id:
+                    room[on].ram_mb -= ram_mb
+                    room[on].disk_gb -= disk_gb
             untried = {name: r for name, r in room.items() if name not in move.tried}
             pick(move, policy, untried, [])
             if move.target is None and len(untried) < len(room):  # every untried one full: the tried ones
