@@ -22,7 +22,7 @@ from tempest.lib import auth as tempest_auth
 from tempest.lib.services.compute import base_compute_client
 from tempest.lib.services.compute.services_client import ServicesClient
 
-from tests import cli_zygote
+from tests import zygote
 from tests.stack import Stack
 
 BIN = Path(sys.executable).parent
@@ -47,9 +47,9 @@ def nova_env(stack: Stack) -> dict[str, str]:
 
 
 def run_cli(argv: list[str], env: dict[str, str], expect_rc: int = 0) -> subprocess.CompletedProcess:
-    """``argv[0]`` is ``openstack`` or ``nova``: the real console script's main() in a process of its own
-    (forked from tests.cli_zygote, which imported the clients once)."""
-    proc = cli_zygote.run(argv[0], argv[1:], env, timeout=CLI_TIMEOUT)
+    """``argv[0]`` is ``openstack``, ``nova`` or ``novalite``: the console script's main() in a process of its own
+    (forked from a tests.zygote, which imported its modules once)."""
+    proc = zygote.run(argv[0], argv[1:], env, timeout=CLI_TIMEOUT)
     assert proc.returncode == expect_rc, (
         f"{' '.join(argv)} exited {proc.returncode} (expected {expect_rc})\n"
         f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -112,10 +112,10 @@ def start_stack_with_computes(make_stack, *hosts: str, **stack_kwargs) -> Stack:
     return stack
 
 
-def agent_process(stack: Stack, host: str) -> subprocess.Popen:
+def agent_process(stack: Stack, host: str) -> zygote.Process:
     """The most recently started compute agent of ``host``."""
     for proc in reversed(stack.procs):
-        if proc.args[3:6] == ["compute", "--host", host]:
+        if proc.args[1:4] == ["compute", "--host", host]:
             return proc
     raise LookupError(f"no compute agent for {host} was started")
 

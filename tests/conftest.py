@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests import cli_zygote, databases
+from tests import databases, zygote
 from tests.stack import Stack
 
 
@@ -33,7 +33,7 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     databases.current().close()
-    cli_zygote.close()
+    zygote.close()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import yaml
 
 from novalite.db import engine as db_engine
 from novalite.secret_files import ensure_secret
+from tests import zygote
 
 
 def free_port() -> int:
@@ -54,7 +54,7 @@ class Stack:
     port: int = field(default_factory=free_port)
     # Where the API listens and agents reach it: 127.0.0.1, or an address agents in network namespaces reach.
     bind_host: str = "127.0.0.1"
-    procs: list[subprocess.Popen] = field(default_factory=list)
+    procs: list[zygote.Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -94,15 +94,14 @@ class Stack:
         with self.config_file.open("w") as out:
             conf.write(out)
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
-        log = (self.root / "logs" / log_name).open("ab")
+    def _spawn(self, args: list[str], log_name: str) -> zygote.Process:
+        """``novalite ARGS`` in a session of its own, its output in logs/LOG_NAME (tests/zygote.py)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
-        proc = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = zygote.spawn("novalite", args, env=env, log=self.root / "logs" / log_name)
         self.procs.append(proc)
         return proc
 
-    def start_api(self, workers: int = 2) -> subprocess.Popen:
+    def start_api(self, workers: int = 2) -> zygote.Process:
         proc = self._spawn(["api", "--config-file", str(self.config_file), "--bind", f"{self.bind_host}:{self.port}",
                             "--workers", str(workers)], "api.log")
 
@@ -117,7 +116,7 @@ class Stack:
         wait_until(ready, timeout=30, what="novalite api")
         return proc
 
-    def start_scheduler(self, host: str = "scheduler") -> subprocess.Popen:
+    def start_scheduler(self, host: str = "scheduler") -> zygote.Process:
         """``novalite scheduler`` as nova-scheduler on ``host``; returns once it is registered and listening
         (its log says where it takes nudges), so a server created from then on is placed at once."""
         log_name = f"scheduler-{host}.log"
@@ -135,7 +134,7 @@ class Stack:
         wait_until(ready, timeout=30, what=f"novalite scheduler on {host}")
         return proc
 
-    def start_compute(self, host: str) -> subprocess.Popen:
+    def start_compute(self, host: str) -> zygote.Process:
         return self._spawn(["compute", "--host", host, "--config-file", str(self.config_file)],
                            f"compute-{host}.log")
 

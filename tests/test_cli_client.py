@@ -1,10 +1,10 @@
 """The ``novalite`` client commands (novaclient syntax) as subprocesses against a live stack.
 
-Each command runs as ``python -m novalite.cli.main`` with the real compute agents of the stack
-registered, authenticated like any OpenStack tool: a clouds.yaml cloud (keystoneauth admin_token)
-named by ``--os-cloud``, or OS_* variables. What a command changed is checked with GET /os-services
-on the stack, not through the CLI. Requests are those of spec clients.md 1.2; the API facts pinned
-are from spec nova-compute-api.md section 3.
+Each command runs as the ``novalite`` console script's main() in a process of its own (tests/zygote.py), with
+the real compute agents of the stack registered, authenticated like any OpenStack tool: a clouds.yaml cloud
+(keystoneauth admin_token) named by ``--os-cloud``, or OS_* variables. What a command changed is checked with
+GET /os-services on the stack, not through the CLI. Requests are those of spec clients.md 1.2; the API facts
+pinned are from spec nova-compute-api.md section 3.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import yaml
 
 from novalite.client import MAX_VERSION, ApiVersion
 from tests import databases
+from tests.clients import run_cli
 from tests.stack import Stack
 
 pytestmark = pytest.mark.live
@@ -57,11 +57,7 @@ def os_env(stack: Stack, **extra: str) -> dict[str, str]:
 
 
 def novalite(env: dict[str, str], *args: str, rc: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "novalite.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=CLI_TIMEOUT)
-    assert proc.returncode == rc, (f"novalite {' '.join(args)} exited {proc.returncode} (expected {rc})\n"
-                                   f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+    return run_cli(["novalite", *args], env, expect_rc=rc)
 
 
 def cloud(env: dict[str, str], *args: str, rc: int = 0) -> subprocess.CompletedProcess:

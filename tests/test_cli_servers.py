@@ -1,10 +1,10 @@
 """The ``novalite`` server commands (novaclient syntax) as subprocesses against a live stack.
 
-API, scheduler and compute agents run as real processes; each command runs as ``python -m
-novalite.cli.main`` with keystoneauth's admin_token plugin from OS_* variables. What a command did is
-checked through the API (GET /servers/{id}, /os-migrations), not through the CLI. Syntax, columns and
-messages are python-novaclient 18's (novaclient/v2/shell.py); the request bodies per microversion are
-spec clients.md 1.4; the API facts pinned are spec nova-compute-api.md sections 4.6, 6 and 8.
+API, scheduler and compute agents run as real processes; each command runs as the ``novalite`` console
+script's main() in a process of its own (tests/zygote.py), with keystoneauth's admin_token plugin from OS_*
+variables. What a command did is checked through the API (GET /servers/{id}, /os-migrations), not through the
+CLI. Syntax, columns and messages are python-novaclient 18's (novaclient/v2/shell.py); the request bodies per
+microversion are spec clients.md 1.4; the API facts pinned are spec nova-compute-api.md sections 4.6, 6 and 8.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import requests
 
 from novalite.cli.up import seed_flavors
 from tests import databases
-from tests.clients import agent_process, client_env, parse_table
+from tests.clients import agent_process, client_env, parse_table, run_cli
 from tests.stack import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.live
@@ -42,13 +42,10 @@ def env_of(stack: Stack, **extra: str) -> dict[str, str]:
 
 def novalite(stack: Stack, *args: str, rc: int = 0, version: str | None = None) -> subprocess.CompletedProcess:
     """``novalite [--os-compute-api-version V] ARGS`` against ``stack``; asserts the exit status."""
-    argv = [sys.executable, "-m", "novalite.cli.main"]
+    argv = ["novalite"]
     if version:
         argv += ["--os-compute-api-version", version]
-    proc = subprocess.run([*argv, *args], env=env_of(stack), capture_output=True, text=True, timeout=CLI_TIMEOUT)
-    assert proc.returncode == rc, (f"novalite {' '.join(args)} exited {proc.returncode} (expected {rc})\n"
-                                   f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+    return run_cli([*argv, *args], env_of(stack), expect_rc=rc)
 
 
 def api(stack: Stack, method: str, path: str, version: str = "2.74", **kwargs) -> requests.Response:

@@ -153,8 +153,8 @@ def configure_monitor(stack: Stack, *, fence: str = FENCE_SCRIPT, **monitor: str
     script = stack.root / "fence.sh"
     script.write_text(fence)
     script.chmod(0o755)
-    fences = {f"fence:{proc.args[5]}": {"command": f"{script} {{host}} {proc.pid}"}
-              for proc in stack.procs if proc.args[3:5] == ["compute", "--host"] and proc.poll() is None}
+    fences = {f"fence:{proc.args[3]}": {"command": f"{script} {{host}} {proc.pid}"}
+              for proc in stack.procs if proc.args[1:3] == ["compute", "--host"] and proc.poll() is None}
     stack.extra_config = {**stack.extra_config, **fences, "monitor": {
         "fencer": "command", "fence_timeout": "15", "state_path": str(stack.root / "monitor.sqlite"),
         "evacuation_timeout": "60", **monitor}}
