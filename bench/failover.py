@@ -35,14 +35,16 @@ measure from t0:
 - detected: the detector's HostFailed (its wall time, in the journal's "detected" row, to the ms);
 - recovery started / fenced: the journal rows "detected" and "fenced" (their wall times);
 - forced_down visible: GET /os-services (2.11) polled every ~5 ms shows the host forced down;
-- all ACTIVE elsewhere: GET /servers?host=<host>&all_tenants=1 polled every ~5 ms is empty, then
+- all ACTIVE elsewhere: GET /servers?host=<host>&all_tenants=1 polled every ~25 ms is empty, then
   GET /servers/detail shows every one of the K servers ACTIVE on another host;
 - and, not from t0: detected → forced_down visible (what the monitor adds after detection), and the fence
   command's own time (the fencer's ``seconds`` in the journal's "fenced" row).
 
 Between failures the host's agent restarts (cleanup), the monitor forces it up and enables it, and the
 servers are deleted. Printed: median and p99 (nearest rank: with fewer than 100 failures, the maximum)
-of each stage per K.
+of each stage per K; and the CPU each role's processes (API master and workers, scheduler, the surviving
+agents, the monitor with its fence commands, this process's polling) spent from t0 until all were ACTIVE
+elsewhere, against that wall time: the failover's cost, and on 2 cores whether it waited for CPU.
 
     .venv/bin/python bench/failover.py                                   # every part
     .venv/bin/python bench/failover.py --parts detection --hosts 1000,2000 --seconds 30
@@ -353,7 +355,31 @@ def print_detection(runs: list[DetectionRun]) -> None:
 
 STAGES = ("detected", "recovery started", "fenced", "forced_down visible", "all ACTIVE elsewhere",
           "detected → forced_down", "fence command")
-POLL = 0.005  # seconds between two polls of the API while a failover runs
+POLL = 0.005  # seconds between two polls of os-services until the host shows forced down
+# Seconds between two polls of the servers after that: the API serves every poll from the same 2 cores the
+# failover runs on, so polling every 5 ms for seconds would slow what it measures (the "all ACTIVE" figure
+# is late by up to this much, against a 2 s target).
+SERVERS_POLL = 0.025
+
+
+CPU_ROLES = ("api", "scheduler", "compute", "monitor", "bench")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a live process, its reaped children and its live descendants (gunicorn's workers, a
+    running fence command), in seconds; 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # from field 3 (state) on
+        children = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                children += [int(child) for child in listed.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    own = sum(int(ticks) for ticks in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 def _epoch(iso_text: str) -> float:
@@ -392,6 +418,14 @@ class Failover:
         query = "all_tenants=1" + (f"&host={host}" if host else "")
         return self.call("GET", f"/servers/detail?{query}").json()["servers"]
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each role's processes (the stack's, by their command) and of this one."""
+        used = dict.fromkeys(CPU_ROLES, 0.0)
+        for proc in self.stack.procs:
+            used[proc.args[1]] += cpu_seconds(proc.pid)
+        used["bench"] = time.process_time()
+        return used
+
     def journal(self, host: str, since: float) -> list:
         journal = Journal(self.stack.root / "monitor.sqlite", readonly=True)
         try:
@@ -407,23 +441,26 @@ class Failover:
                    interval=0.1, what=f"{count} servers ACTIVE on {host}")
         return [s["id"] for s in self.detail(host)]
 
-    def fail(self, host: str, count: int) -> dict[str, float]:
+    def fail(self, host: str, count: int) -> tuple[dict[str, float], dict[str, float]]:
+        """One failure: seconds from the kill to each stage, and each role's CPU seconds until all moved."""
         ids = set(self.boot(host, count))
         proc = agent_process(self.stack, host)
+        cpu0 = self.cpu()
         t0 = time.time()
         os.killpg(proc.pid, signal.SIGKILL)
         while not self.compute(host)["forced_down"]:
             time.sleep(POLL)
         forced_down = time.time() - t0
         while self.call("GET", f"/servers?all_tenants=1&host={host}").json()["servers"]:
-            time.sleep(POLL)
+            time.sleep(SERVERS_POLL)
         while True:  # off the host's listing: now every one ACTIVE on another host
             moved = [s for s in self.detail() if s["id"] in ids]
             if len(moved) == count and all(s["status"] == "ACTIVE" and s["OS-EXT-SRV-ATTR:host"] != host
                                            for s in moved):
                 break
-            time.sleep(POLL)
+            time.sleep(SERVERS_POLL)
         active = time.time() - t0
+        cpu = {role: used - cpu0[role] for role, used in self.cpu().items()}
         proc.wait(timeout=10)
 
         wait_until(lambda: any(e.kind == "recovered" for e in self.journal(host, t0)), timeout=60,
@@ -451,7 +488,7 @@ class Failover:
             session.close()
         wait_until(lambda: not self.call("GET", "/servers?all_tenants=1").json()["servers"], timeout=120,
                    interval=0.1, what="servers deleted")
-        return figures
+        return figures, cpu
 
 
 def monitored_stack(root: Path, hosts: list[str], workers: int) -> Stack:
@@ -477,6 +514,7 @@ def monitored_stack(root: Path, hosts: list[str], workers: int) -> Stack:
 class EndToEnd:
     servers: int
     figures: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {role: [] for role in CPU_ROLES})
 
     @property
     def failures(self) -> int:
@@ -513,9 +551,11 @@ def _fail_in_turn(bench: Failover, hosts: list[str], plan, runs: list[EndToEnd])
         for i in range(n):
             host = hosts[turn % len(hosts)]
             turn += 1
-            result = bench.fail(host, count)
+            result, cpu = bench.fail(host, count)
             for stage, value in result.items():
                 run.figures[stage].append(value)
+            for role, seconds in cpu.items():
+                run.cpu[role].append(seconds)
             print(f"  K={count} failure {i + 1}/{n} of {host}: "
                   + ", ".join(f"{stage} {value * 1e3:.0f}" for stage, value in result.items()) + " ms", flush=True)
 
@@ -529,6 +569,13 @@ def print_endtoend(runs: list[EndToEnd], hosts: int, conditions: str) -> None:
         cells = [f"{statistics.median(v) * 1e3:>9.0f} / {p99(v) * 1e3:>8.0f}" for v in run.figures.values()]
         print(f"  {run.servers:>4} {run.failures:>8} " + " ".join(f"{c:>22}" for c in cells))
     print("  targets: forced_down visible p99 ≤ 500 ms; 100 servers ACTIVE elsewhere ≤ 2,000 ms")
+    print("  CPU from t0 to all ACTIVE elsewhere, ms, median (the killed agent's excepted; bench: this process's"
+          " polling)")
+    print(f"  {'K':>4} " + " ".join(f"{role:>10}" for role in CPU_ROLES) + f" {'all':>10} {'wall':>10}")
+    for run in runs:
+        total = [sum(used) for used in zip(*run.cpu.values(), strict=True)]
+        cells = [statistics.median(v) * 1e3 for v in (*run.cpu.values(), total, run.figures["all ACTIVE elsewhere"])]
+        print(f"  {run.servers:>4} " + " ".join(f"{c:>10.0f}" for c in cells))
     print()
 
 

@@ -24,9 +24,6 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_database: stores nothing; runs in the SQLite run only")
-    config.addinivalue_line("markers", "backend_neutral: its subject reaches the database only through the "
-                            "public API, whose behaviour on each backend other tests pin (the fault monitor, "
-                            "Keystone's middleware); runs in the SQLite run only, to keep CI within its time")
     config.addinivalue_line("markers", "only_backend(name): runs only in the run of that backend")
     databases.start(config.getoption("--backend"))
 
@@ -44,8 +41,7 @@ def pytest_collection_modifyitems(config, items):
         if only is not None:
             wanted = only.args[0] == backend
         else:
-            wanted = backend == "sqlite" or (item.get_closest_marker("no_database") is None
-                                             and item.get_closest_marker("backend_neutral") is None)
+            wanted = backend == "sqlite" or item.get_closest_marker("no_database") is None
         (keep if wanted else leave).append(item)
     if leave:
         config.hook.pytest_deselected(items=leave)

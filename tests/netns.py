@@ -3,7 +3,7 @@
     with Network.create(["compute1", "compute2"]) as net:
         net.address("compute1")              # 10.231.<n>.11, inside the namespace
         net.gateway                          # 10.231.<n>.1, the bridge in the root namespace
-        net.exec_prefix("compute1")          # ["ip", "netns", "exec", <ns>]: run a process "on" the host
+        net.namespace("compute1")            # its namespace's name: run a process "on" the host there
         net.cut("compute1") / net.mend("compute1")   # the host's link down / up (from the root side)
         net.power_off("compute1") / net.power_on("compute1")   # the host's own NIC down / up (inside)
 
@@ -100,9 +100,6 @@ class Network:
     def veth(self, host: str) -> str:
         """The root side of the host's link (interface names: at most 15 characters)."""
         return f"nl{self.tag}v{self._index(host)}"
-
-    def exec_prefix(self, host: str) -> list[str]:
-        return ["ip", "netns", "exec", self.namespace(host)]
 
     # -- building and cutting -------------------------------------------------------------------------------
 

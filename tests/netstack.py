@@ -17,15 +17,14 @@ Two samplers run beside a test, each a thread polling until stopped:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from novalite.cli.up import seed_flavors
 from novalite.monitor.journal import Event, Journal
-from tests.clients import client_env
+from tests import zygote
+from tests.clients import client_env, run_cli
 from tests.netns import Network
 from tests.stack import Stack, wait_until
 from tests.test_monitor_recovery_live import api, servers, service
@@ -40,7 +39,7 @@ class NetStack:
     def __init__(self, stack: Stack, net: Network, *, monitor_in: str | None):
         self.stack, self.net = stack, net
         self.monitor_ns = monitor_in
-        self.agents: dict[str, subprocess.Popen] = {}
+        self.agents: dict[str, zygote.Process] = {}
         seed_flavors(stack.database_url)
         stack.configure_monitor(listen_host=net.address(monitor_in) if monitor_in else net.gateway,
                                 compute={"spawn_time": "0"})
@@ -52,24 +51,20 @@ class NetStack:
         wait_until(lambda: set(HOSTS) <= {h["hypervisor_hostname"] for h in api(stack, "GET", "/os-hypervisors")
                                            .json()["hypervisors"]}, timeout=20, what="every host's node")
 
-    def _spawn(self, where: str | None, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
-        log = (self.stack.root / "logs" / log_name).open("ab")
-        prefix = self.net.exec_prefix(where) if where else []
-        proc = subprocess.Popen([*prefix, sys.executable, "-m", "novalite.cli.main", *args,
-                                 "--config-file", str(self.stack.config_file)],
-                                stdout=log, stderr=subprocess.STDOUT, env=client_env(**env), start_new_session=True)
-        self.stack.procs.append(proc)  # stopped by Stack.close()
-        return proc
+    def _spawn(self, where: str | None, args: list[str], log_name: str, **env: str) -> zygote.Process:
+        """``novalite ARGS`` in ``where``'s namespace (None: the root one), as ``ip netns exec`` would run it."""
+        return self.stack.spawn([*args, "--config-file", str(self.stack.config_file)], log_name,
+                                env=client_env(**env), netns=self.net.namespace(where) if where else None)
 
-    def start_agent(self, host: str) -> subprocess.Popen:
-        # `ip netns exec` execs the command: the process is the agent itself (its pid is the host's "power").
+    def start_agent(self, host: str) -> zygote.Process:
+        # The process is the agent itself, in the host's namespace (its pid is the host's "power").
         # Its nudges must come to its own address: the real [compute] nudge_host option, for this agent only.
         proc = self._spawn(host, ["compute", "--host", host], f"compute-{host}.log",
                            NOVALITE_COMPUTE__NUDGE_HOST=self.net.address(host))
         self.agents[host] = proc
         return proc
 
-    def start_monitor(self, **env: str) -> subprocess.Popen:
+    def start_monitor(self, **env: str) -> zygote.Process:
         """``env``: more of its environment, e.g. NOVALITE_MONITOR__FENCE_RETRY_INTERVAL (config overrides)."""
         proc = self._spawn(self.monitor_ns, ["monitor", "run"], "monitor.log",
                            OS_CLIENT_CONFIG_FILE=str(self.stack.root / "clouds.yaml"), **env)
@@ -97,10 +92,9 @@ class NetStack:
 
     def monitor_events(self, host: str) -> list[dict]:
         """`novalite monitor events --host HOST -f json`: the operator's view of the journal."""
-        cli = [sys.executable, "-m", "novalite.cli.main", "monitor", "events", "--config-file",
-               str(self.stack.config_file), "--host", host, "-f", "json"]
-        return json.loads(subprocess.run(cli, capture_output=True, text=True, check=True, timeout=30,
-                                         env=client_env()).stdout)
+        cli = ["novalite", "monitor", "events", "--config-file", str(self.stack.config_file), "--host", host,
+               "-f", "json"]
+        return json.loads(run_cli(cli, client_env()).stdout)
 
     def running_guests(self, host: str) -> set[str]:
         """The servers the host's simulated hypervisor has RUNNING (its guests.json, rewritten atomically)."""

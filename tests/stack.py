@@ -94,15 +94,19 @@ class Stack:
         with self.config_file.open("w") as out:
             conf.write(out)
 
-    def _spawn(self, args: list[str], log_name: str) -> zygote.Process:
-        """``novalite ARGS`` in a session of its own, its output in logs/LOG_NAME (tests/zygote.py)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
-        proc = zygote.spawn("novalite", args, env=env, log=self.root / "logs" / log_name)
+    def spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None,
+              netns: str | None = None) -> zygote.Process:
+        """``novalite ARGS`` in a session of its own, its output in logs/LOG_NAME (tests/zygote.py); stopped by
+        close(). ``env`` is its whole environment (default: this process's, without NOVALITE_* variables);
+        ``netns``: the network namespace it runs in."""
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
+        proc = zygote.spawn("novalite", args, env=env, log=self.root / "logs" / log_name, netns=netns)
         self.procs.append(proc)
         return proc
 
     def start_api(self, workers: int = 2) -> zygote.Process:
-        proc = self._spawn(["api", "--config-file", str(self.config_file), "--bind", f"{self.bind_host}:{self.port}",
+        proc = self.spawn(["api", "--config-file", str(self.config_file), "--bind", f"{self.bind_host}:{self.port}",
                             "--workers", str(workers)], "api.log")
 
         def ready():
@@ -122,7 +126,7 @@ class Stack:
         log_name = f"scheduler-{host}.log"
         path = self.root / "logs" / log_name
         start = path.stat().st_size if path.exists() else 0
-        proc = self._spawn(["scheduler", "--host", host, "--config-file", str(self.config_file)], log_name)
+        proc = self.spawn(["scheduler", "--host", host, "--config-file", str(self.config_file)], log_name)
 
         def ready():
             if proc.poll() is not None:
@@ -135,7 +139,7 @@ class Stack:
         return proc
 
     def start_compute(self, host: str) -> zygote.Process:
-        return self._spawn(["compute", "--host", host, "--config-file", str(self.config_file)],
+        return self.spawn(["compute", "--host", host, "--config-file", str(self.config_file)],
                            f"compute-{host}.log")
 
     def configure_monitor(self, *, listen_host: str = "127.0.0.1", compute: dict[str, str] | None = None) -> None:

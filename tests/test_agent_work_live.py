@@ -71,7 +71,7 @@ class Cloud:
             path = self.stack.root / f"{host}.conf"
             with path.open("w") as out:
                 conf.write(out)
-        self.stack._spawn(["compute", "--host", host, "--config-file", str(path)], f"compute-{host}.log")
+        self.stack.spawn(["compute", "--host", host, "--config-file", str(path)], f"compute-{host}.log")
         if wait:
             wait_until(lambda: self.heartbeats(host) > before and self.node_reported(host), timeout=15,
                        what=f"{host}'s agent heartbeating")

@@ -391,6 +391,7 @@ def test_host_evacuate_on_a_terminal_redraws_one_status_line(stack):
 
 # -- novalite up --demo -------------------------------------------------------------------------------
 
+@pytest.mark.only_backend("sqlite")  # `novalite up` keeps its own SQLite database in its data dir
 def test_up_demo_boots_servers_and_its_next_steps_evacuate_a_host(tmp_path):
     data_dir, port = tmp_path / "stack", free_port()
     up = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "up", "--demo", "--no-monitor", "--computes", "2",

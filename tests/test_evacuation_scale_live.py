@@ -53,7 +53,7 @@ def start_compute_sized(stack: Stack, host: str, room: int) -> None:
     path = stack.root / f"{host}.conf"
     with path.open("w") as out:
         conf.write(out)
-    stack._spawn(["compute", "--host", host, "--config-file", str(path)], f"compute-{host}.log")
+    stack.spawn(["compute", "--host", host, "--config-file", str(path)], f"compute-{host}.log")
 
 
 def boot_on(stack: Stack, host: str, count: int) -> set[str]:

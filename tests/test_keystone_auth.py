@@ -24,7 +24,7 @@ from tests.keystone import (
 )
 
 # Keystone's middleware in front of the API is the subject; it runs once, in the SQLite run (conftest.py).
-pytestmark = [pytest.mark.keystone, pytest.mark.live, pytest.mark.backend_neutral]
+pytestmark = [pytest.mark.keystone, pytest.mark.live]
 
 HOST = "compute1"
 COMPUTE = "nova-compute"

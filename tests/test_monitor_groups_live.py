@@ -14,20 +14,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-
-import pytest
 
 from novalite.cli.up import seed_flavors
 from novalite.monitor.journal import Journal
-from tests.clients import agent_process, client_env
+from tests.clients import agent_process, client_env, run_cli
 from tests.stack import Stack, wait_until
 from tests.test_monitor_live import start_monitor
 from tests.test_monitor_recovery_live import api, boot, evacuate_actions, servers, service
 
 # The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
-pytestmark = pytest.mark.backend_neutral
 
 HOSTS = ("a-1", "a-2", "a-spare", "b-1", "b-2")
 GROUPS = {
@@ -77,9 +72,8 @@ def kill_agent(stack: Stack, host: str) -> None:
 
 
 def monitor_events(stack: Stack, host: str) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "novalite.cli.main", "monitor", "events", "--config-file",
-                           str(stack.config_file), "--host", host, "-f", "json"],
-                          capture_output=True, text=True, check=True, timeout=30)
+    proc = run_cli(["novalite", "monitor", "events", "--config-file", str(stack.config_file), "--host", host,
+                    "-f", "json"], client_env())
     return json.loads(proc.stdout)
 
 
@@ -162,9 +156,7 @@ def test_the_monitor_refuses_to_start_when_two_groups_patterns_claim_a_known_hos
     groups = {"host_group:racks": {"hosts": "rack1-*"}, "host_group:gpus": {"hosts": "*-gpu"}}
     stack = grouped_stack(make_stack, groups, ("rack1-gpu",))
     env = client_env(OS_CLIENT_CONFIG_FILE=str(stack.root / "clouds.yaml"))
-    proc = subprocess.run([sys.executable, "-m", "novalite.cli.main", "monitor", "run", "--config-file",
-                           str(stack.config_file)], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 1, proc.stderr
+    proc = run_cli(["novalite", "monitor", "run", "--config-file", str(stack.config_file)], env, expect_rc=1)
     assert ("novalite monitor: configuration error: rack1-gpu is in two host groups, [host_group:gpus] "
             "(hosts '*-gpu') and [host_group:racks] (hosts 'rack1-*')") in proc.stderr
 

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from novalite.cli.up import seed_flavors
 from novalite.monitor.journal import Journal
+from tests import zygote
 from tests.clients import agent_process, client_env
 from tests.stack import Stack, wait_until
 from tests.test_monitor_recovery_live import api, boot, evacuate_actions, guests_of, servers, service
 
 # The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
-pytestmark = pytest.mark.backend_neutral
 
 HOSTS = ("compute1", "compute2", "compute3")
 
@@ -47,13 +45,9 @@ def monitored_stack(make_stack, *, spawn_time: float = 0.0) -> Stack:
     return stack
 
 
-def start_monitor(stack: Stack, hosts: tuple[str, ...] = HOSTS, log_name: str = "monitor.log") -> subprocess.Popen:
+def start_monitor(stack: Stack, hosts: tuple[str, ...] = HOSTS, log_name: str = "monitor.log") -> zygote.Process:
     env = client_env(OS_CLIENT_CONFIG_FILE=str(stack.root / "clouds.yaml"))
-    log = (stack.root / "logs" / log_name).open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "monitor", "run", "--config-file",
-                             str(stack.config_file)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    stack.procs.append(proc)
+    proc = stack.spawn(["monitor", "run", "--config-file", str(stack.config_file)], log_name, env=env)
     # Ready once every running host's first heartbeat reached it (its log says so).
     wait_until(lambda: all(f"host {h}: first heartbeat" in stack.log(log_name) for h in hosts), timeout=20,
                what="the monitor hearing every host")

@@ -56,7 +56,6 @@ from tests.test_monitor_recovery_live import (
 )
 
 # The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
-pytestmark = pytest.mark.backend_neutral
 
 SERVERS_ON_A = 50  # issue 4: 50 servers on host A
 # How long a test watches for something that must NOT happen: two of the monitor's return checks

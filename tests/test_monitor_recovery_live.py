@@ -35,11 +35,10 @@ from novalite.monitor.detection import HostFailed
 from novalite.monitor.fencing import load_fencer
 from novalite.monitor.journal import Journal
 from novalite.monitor.recovery import Recovery, open_client
-from tests.clients import agent_process, token_env
+from tests.clients import agent_process, client_env, run_cli, token_env
 from tests.stack import Stack, wait_until
 
 # The monitor acts through the public API only: it runs once, in the SQLite run (conftest.py).
-pytestmark = pytest.mark.backend_neutral
 
 FENCE_SCRIPT = """#!/bin/sh
 # fence.sh HOST PGID: "power off" a simulated host by killing its agent's process group, and exit 0
@@ -256,13 +255,11 @@ def test_recover_fences_forces_down_disables_and_moves_every_server_once(make_st
     assert [r.recovery_id for r in journal.recoveries()] == [result.recovery_id]
 
     # `novalite monitor events` lists the recovery's history from the journal.
-    cli = [sys.executable, "-m", "novalite.cli.main", "monitor", "events", "--config-file", str(stack.config_file)]
-    listed = json.loads(subprocess.run([*cli, "--host", "compute1", "-f", "json"], capture_output=True, text=True,
-                                       check=True, timeout=30).stdout)
+    cli = ["novalite", "monitor", "events", "--config-file", str(stack.config_file)]
+    listed = json.loads(run_cli([*cli, "--host", "compute1", "-f", "json"], client_env()).stdout)
     assert [e["kind"] for e in listed] == kinds(events)
     assert listed[0]["recovery_id"] == result.recovery_id and listed[0]["at"].endswith("Z")
-    table = subprocess.run([*cli, "--recovery", result.recovery_id], capture_output=True, text=True, check=True,
-                           timeout=30).stdout
+    table = run_cli([*cli, "--recovery", result.recovery_id], client_env()).stdout
     assert "| Time" in table and table.count("evacuation_accepted") == 6 and "recovered" in table
 
 
@@ -535,9 +532,7 @@ def test_at_2_95_servers_landing_shutoff_are_started_again(make_stack, monitor_e
 def test_monitor_events_without_a_journal_says_where_it_looked(tmp_path):
     conf = tmp_path / "novalite.conf"
     conf.write_text(f"[api]\nauth_strategy = noauth2\n[monitor]\nstate_path = {tmp_path / 'none.sqlite'}\n")
-    proc = subprocess.run([sys.executable, "-m", "novalite.cli.main", "monitor", "events", "--config-file", str(conf)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1
+    proc = run_cli(["novalite", "monitor", "events", "--config-file", str(conf)], client_env(), expect_rc=1)
     assert f"no journal at {tmp_path / 'none.sqlite'}" in proc.stderr
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,16 +103,20 @@ def test_the_fencers_entry_point_refuses_a_command_line_it_does_not_know(argv, c
 
 
 @pytest.mark.only_backend("sqlite")
-def test_a_reused_pid_is_not_the_host(make_stack, tmp_path, entry):
+@pytest.mark.parametrize("recorded", ["{pid} {started_before}", "{pid}"], ids=["start-time", "older-pidfile"])
+def test_a_reused_pid_is_not_the_host(make_stack, tmp_path, entry, recorded):
     stack = make_stack()
     state_dir = stack.root / ".novalite-compute" / "compute9"
     state_dir.mkdir(parents=True)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (state_dir / "agent.pid").write_text(f"{bystander.pid}\n")
+        # The agent recorded its pid and start time; a process started later got the pid. A pidfile of an
+        # older agent has no start time: the command line tells (not compute9's agent).
+        started = int(Path(f"/proc/{bystander.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        (state_dir / "agent.pid").write_text(recorded.format(pid=bystander.pid, started_before=started - 1) + "\n")
         assert simulated_host(stack, "power-state", "compute9", entry=entry).stdout.strip() == "off"
         assert simulated_host(stack, "power-off", "compute9", entry=entry).returncode == 0
-        assert bystander.poll() is None  # not killed: its command line is not compute9's agent
+        assert bystander.poll() is None  # not killed
     finally:
         bystander.kill()
         bystander.wait()

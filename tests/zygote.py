@@ -60,6 +60,7 @@ def serve(path: str, kind: str) -> tuple[dict, object]:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)  # a pipe from the requester: EOF when it is gone
     waiting: dict[int, socket.socket] = {}  # child pid → the requester's connection
     print("ready", flush=True)
     while True:
@@ -67,6 +68,10 @@ def serve(path: str, kind: str) -> tuple[dict, object]:
             if key.fileobj is wake_r:
                 wake_r.recv(4096)
                 _reap(waiting)
+                continue
+            if key.fileobj is sys.stdin:
+                if not os.read(0, 4096):
+                    os._exit(0)  # the suite (or benchmark) that started it is gone; its processes live on
                 continue
             conn, _ = listener.accept()
             request = json.loads(conn.makefile("r").readline())
@@ -101,9 +106,12 @@ def _reap(waiting: dict[int, socket.socket]) -> None:
 
 
 def become(request: dict) -> None:
-    """In the fork: the process the request describes (session, directory, environment, output, argv)."""
+    """In the fork: the process the request describes (session, network namespace, directory, environment,
+    output, argv)."""
     if request["new_session"]:
         os.setsid()
+    if request["netns"]:
+        _enter_netns(request["netns"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -113,6 +121,22 @@ def become(request: dict) -> None:
         os.dup2(target, fd)
         os.close(target)
     sys.argv = [request["name"], *request["args"]]
+
+
+def _enter_netns(name: str) -> None:
+    """Into the named network namespace, as ``ip netns exec NAME`` puts the command it runs (setns(2) on
+    /run/netns/NAME; sockets made from now on are the namespace's)."""
+    import ctypes
+
+    clone_newnet = 0x40000000
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, clone_newnet) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns into network namespace {name}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
 
 
 # -- the suite's side -------------------------------------------------------------------------------------------
@@ -175,23 +199,25 @@ class Zygote:
     def __init__(self, kind: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"novalite-zygote-{kind}-"))
         self.path = str(self.dir / "zygote.sock")
-        self.proc = subprocess.Popen([sys.executable, __file__, self.path, kind], stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, self.path, kind], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the {kind} zygote did not start (exit status {self.proc.wait()})")
 
     def spawn(self, name: str, args: list[str], *, env: dict[str, str], stdout: str, stderr: str,
-              stdin: str = os.devnull, cwd: str | None = None, new_session: bool = True) -> Process:
+              stdin: str = os.devnull, cwd: str | None = None, new_session: bool = True,
+              netns: str | None = None) -> Process:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(self.path)
         request = {"name": name, "args": args, "env": env, "stdin": stdin, "stdout": stdout, "stderr": stderr,
-                   "cwd": cwd or os.getcwd(), "new_session": new_session}
+                   "cwd": cwd or os.getcwd(), "new_session": new_session, "netns": netns}
         conn.sendall((json.dumps(request) + "\n").encode())
         return Process([name, *args], conn)
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdin.close()
         self.proc.stdout.close()
         for leftover in self.dir.iterdir():
             leftover.unlink()
@@ -213,7 +239,8 @@ def zygote_for(name: str) -> Zygote:
 
 def spawn(name: str, args: list[str], *, env: dict[str, str] | None = None, log: Path | str, **kwargs) -> Process:
     """Console script ``name`` with ``args`` as a process of its own in a new session, stdout and stderr
-    appended to ``log`` (there once this returns); ``env`` (default: this process's) is its whole environment."""
+    appended to ``log`` (there once this returns); ``env`` (default: this process's) is its whole environment;
+    ``netns=NAME`` runs it in that network namespace."""
     Path(log).touch()
     return zygote_for(name).spawn(name, args, env=dict(os.environ if env is None else env), stdout=str(log),
                                   stderr=str(log), **kwargs)

@@ -3,8 +3,10 @@
 A simulated host is its compute agent process (its guests exist only in the agent's state file), so
 "powered on" means that process runs and "powered off" means it is gone. The agent records its pid in
 ``<state dir>/agent.pid`` when it starts; ``power_off`` kills that process and returns only once it is
-gone (a confirmed power-off, as a fencer needs). The pid is checked against the process's command line
-(``compute --host <host>``) so a reused pid is never killed; the kill and the wait for the exit go through
+gone (a confirmed power-off, as a fencer needs). The pidfile holds the process's start time too
+(``/proc/<pid>/stat``, clock ticks since boot), so a reused pid, whose process started later, is never
+killed (a pidfile without it, from an older agent, is checked against the command line, ``compute --host
+<host>``); the kill and the wait for the exit go through
 a pidfd (Linux ≥ 5.3), so they reach that very process and the exit is known the moment it happens.
 
 A confirmed power-off also marks every guest in the driver's state file SHUTDOWN: a real host's guests die
@@ -43,19 +45,33 @@ def record_agent(state_dir: str | os.PathLike) -> None:
     """Called by the agent at start: this process is the host's power."""
     path = Path(state_dir)
     path.mkdir(parents=True, exist_ok=True)
-    (path / PIDFILE).write_text(f"{os.getpid()}\n")
+    pid = os.getpid()
+    (path / PIDFILE).write_text(f"{pid} {_start_time(pid)}\n")
+
+
+def _start_time(pid: int) -> int:
+    """When the process started, in clock ticks since boot (/proc/<pid>/stat field 22); OSError if gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3 on
+    return int(fields[19])
+
+
+def _is_agent(pid: int, recorded: list[str], host: str) -> bool:
+    """Whether ``pid`` is still the process the pidfile recorded (OSError if gone)."""
+    if len(recorded) > 1:
+        return _start_time(pid) == int(recorded[1])
+    args = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    return "compute" in args and host in args and "--host" in args
 
 
 def _agent_pid(state_dir: Path, host: str) -> int | None:
     """The running agent of ``host`` recorded in ``state_dir``, or None when no such process runs."""
     try:
-        pid = int((state_dir / PIDFILE).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+        recorded = (state_dir / PIDFILE).read_text().split()
+        pid = int(recorded[0])
+        if not _is_agent(pid, recorded, host):
+            return None  # the pid was reused by another process: this host's agent is not running
+    except (OSError, ValueError, IndexError):
         return None
-    args = [a.decode(errors="replace") for a in cmdline]
-    if "compute" not in args or host not in args or "--host" not in args:
-        return None  # the pid was reused by another process: this host's agent is not running
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:

@@ -6,10 +6,12 @@
   first; Nova's listing order within a priority); each first attempt's target by targets.py's rules (spares
   first while they have room, then the group's hosts or the scheduler). Each planned server is journaled
   with the status it had, so a resumed recovery restores what ran before the failure, not what it finds.
-- Move: at most evacuation_workers evacuate requests at once, taken in priority order. Before each evacuate
-  the server is read again: one already off the host has moved, one whose task_state is set is in flight,
-  and neither is evacuated again (never two evacuations of one server at once; Nova's own guards — 409 on a
-  task_state, 400 from an up source — back this up).
+- Move: at most evacuation_workers evacuate requests at once, taken in priority order. Each evacuate goes
+  by a read of the server — for a first attempt, the plan's listing (taken at this run's start); for a
+  retry, a fresh GET: one already off the host has moved, one whose task_state is set is in flight, and
+  neither is evacuated again (never two evacuations of one server at once). Nova's own guards cover what
+  changes after that read: a 409 on a task_state set meanwhile (then read again), a 400 from the up host
+  a server already landed on.
 - Track: one listing of what is still on the host every poll_interval, whatever the number of servers; a
   server gone from it is read once. A server rests when its task_state is null: ACTIVE or SHUTOFF on
   another host is moved, anything else on the failed host is a failed attempt, retried evacuation_retries
@@ -180,8 +182,10 @@ class Evacuator:
                                     policy=policy.source)
         tracking = _Tracking(host)
         tracker = asyncio.ensure_future(self._track(tracking))
+        by_id = {server["id"]: server for server in servers}
         try:
-            outcomes = await asyncio.gather(*(self._move(tracking, recovery_id, move, policy) for move in moves))
+            outcomes = await asyncio.gather(*(self._move(tracking, recovery_id, move, policy, by_id.get(move.server_id))
+                                              for move in moves))
         finally:
             tracker.cancel()
         moved = len({e.server for e in self.journal.events(recovery_id=recovery_id, kind="landed")})
@@ -221,8 +225,10 @@ class Evacuator:
 
     # -- moving one server ----------------------------------------------------------------------------
 
-    async def _move(self, tracking: _Tracking, recovery_id: str, move: Move, policy: Policy) -> str:
-        """Evacuate one server until it rests elsewhere: "landed", "failed" or "skipped" (deleted)."""
+    async def _move(self, tracking: _Tracking, recovery_id: str, move: Move, policy: Policy,
+                    listed: dict | None) -> str:
+        """Evacuate one server until it rests elsewhere: "landed", "failed" or "skipped" (deleted).
+        ``listed``: the server as the plan's listing showed it (None: not on the host then)."""
         host, sid = tracking.host, move.server_id
         delay = self.opts.evacuation_retry_delay
         attempts = self.opts.evacuation_retries + 1
@@ -231,7 +237,7 @@ class Evacuator:
             if attempt > 1:
                 await self.targets.retarget(host, policy, move)
             async with self._slots:
-                server = await self.api.server(sid)
+                server = listed if attempt == 1 and listed is not None else await self.api.server(sid)
                 state = where(server, host)
                 if state == "gone":
                     self.journal.record(host, recovery_id, "skipped", server=sid, reason="the server was deleted")
@@ -249,8 +255,10 @@ class Evacuator:
                                             target=move.target, target_rule=move.target_rule)
                         self.targets.claim(host, move, move.target)
                     except ApiError as refused:
-                        # A 409 for a server whose task_state got set meanwhile: in flight after all.
-                        if refused.status != 409 or where(await self.api.server(sid), host) != "in-flight":
+                        # Refused for a change since the read: in flight after all (409, a task_state set
+                        # meanwhile), moved already (400, its host is up) or deleted (404). The wait below
+                        # sees where it ends.
+                        if where(await self.api.server(sid), host) not in ("in-flight", "moved", "gone"):
                             error = f"refused: {refused.message}"
                 elif state == "in-flight":
                     self.journal.record(host, recovery_id, "in_flight", server=sid,
