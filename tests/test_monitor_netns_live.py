@@ -87,7 +87,7 @@ def test_a_failed_host_in_its_namespace_is_fenced_and_its_servers_run_elsewhere_
     try:
         wait_until(lambda: sampler.samples >= 3, timeout=10, what="the sampler running")
         agent = ns.agents[a]
-        began = time.monotonic()
+        began, samples_before = time.monotonic(), sampler.samples
         if failure == "partition":
             ns.net.cut(a)  # the agent keeps running, alone with its guests
         else:
@@ -98,15 +98,18 @@ def test_a_failed_host_in_its_namespace_is_fenced_and_its_servers_run_elsewhere_
             return all(now[i]["status"] == "ACTIVE" and now[i]["OS-EXT-SRV-ATTR:host"] != a for i in ids)
 
         wait_until(moved, timeout=20, interval=0.02, what=f"every server of {a} ACTIVE elsewhere")
-        elapsed = time.monotonic() - began
+        elapsed, samples_during = time.monotonic() - began, sampler.samples - samples_before
         wait_until(lambda: sampler.seen_elsewhere, timeout=5, what="a sample of the servers on their new hosts")
         time.sleep(0.2)  # a few samples of the settled state
     finally:
         sampler.stop()
-    print(f"{failure} → {len(ids)} servers ACTIVE elsewhere: {elapsed:.2f} s; {sampler.samples} samples")
+    print(f"{failure} → {len(ids)} servers ACTIVE elsewhere: {elapsed:.2f} s; {samples_during} samples meanwhile, "
+          f"{sampler.samples} in all")
 
     assert sampler.violations == [], sampler.violations[:5]
-    assert sampler.samples >= 20, (sampler.samples, sampler.errors[:3])
+    # The sampler looked often enough while the servers moved to have caught two copies (a sample takes
+    # 10-200 ms, by the machine's load).
+    assert samples_during >= 5, (samples_during, sampler.errors[:3])
     assert agent.wait(timeout=5) == -signal.SIGKILL  # partitioned: the fencer killed it; kill-9: the test did
     svc = service(ns.stack, a)
     assert svc["forced_down"] is True and svc["status"] == "disabled"
