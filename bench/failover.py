@@ -418,11 +418,13 @@ class Failover:
         query = "all_tenants=1" + (f"&host={host}" if host else "")
         return self.call("GET", f"/servers/detail?{query}").json()["servers"]
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each role's processes (the stack's, by their command) and of this one."""
+    def cpu(self, killed: int) -> dict[str, float]:
+        """CPU seconds so far of each role's processes (the stack's, by their command, but the agent to be
+        killed: its time ends with it) and of this one."""
         used = dict.fromkeys(CPU_ROLES, 0.0)
         for proc in self.stack.procs:
-            used[proc.args[1]] += cpu_seconds(proc.pid)
+            if proc.pid != killed:
+                used[proc.args[1]] += cpu_seconds(proc.pid)
         used["bench"] = time.process_time()
         return used
 
@@ -445,7 +447,7 @@ class Failover:
         """One failure: seconds from the kill to each stage, and each role's CPU seconds until all moved."""
         ids = set(self.boot(host, count))
         proc = agent_process(self.stack, host)
-        cpu0 = self.cpu()
+        cpu0 = self.cpu(killed=proc.pid)
         t0 = time.time()
         os.killpg(proc.pid, signal.SIGKILL)
         while not self.compute(host)["forced_down"]:
@@ -460,7 +462,7 @@ class Failover:
                 break
             time.sleep(SERVERS_POLL)
         active = time.time() - t0
-        cpu = {role: used - cpu0[role] for role, used in self.cpu().items()}
+        cpu = {role: used - cpu0[role] for role, used in self.cpu(killed=proc.pid).items()}
         proc.wait(timeout=10)
 
         wait_until(lambda: any(e.kind == "recovered" for e in self.journal(host, t0)), timeout=60,

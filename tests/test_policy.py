@@ -207,3 +207,28 @@ def test_keystone_member_is_refused(tmp_path):
     result = api.get("/v2.1/os-services", token=None,
                      headers=keystone_identity("member,reader", **{"X-Project-Id": PROJECT}))
     assert_fault(result, 403, refused("list"))
+
+
+# -- remembered decisions --------------------------------------------------------------------------
+
+def test_remembered_decisions_follow_the_target_and_the_caller(tmp_path):
+    # A decision is remembered per action, caller and target (novalite.api.policy.Enforcer): a member may
+    # show its own project's server (Nova's PROJECT_READER_OR_ADMIN) and never another project's, in any
+    # order of asking; an admin may show both.
+    from novalite.api.policies.servers import SHOW
+    from novalite.api.policy import Context, Enforcer
+    from novalite.config import PolicyOpts
+    from novalite.exceptions import PolicyNotAuthorized
+
+    enforcer = Enforcer(PolicyOpts(), base_dir=str(tmp_path))
+    member = Context("u1", "p1", ["member", "reader"])
+    admin = Context("a1", "p9", ["admin", "member", "reader"])
+    own, other = {"project_id": "p1"}, {"project_id": "p2"}
+    for _ in range(2):
+        assert enforcer.allows(member, SHOW, own)
+        assert not enforcer.allows(member, SHOW, other)
+        assert enforcer.allows(admin, SHOW, other)
+        with pytest.raises(PolicyNotAuthorized):
+            enforcer.authorize(member, SHOW, other)
+    # A caller of the same user and project but without the role is another caller.
+    assert not enforcer.allows(Context("u1", "p1", []), SHOW, own)
