@@ -21,8 +21,7 @@ from novalite.monitor.detection import Detector, HostFailed, HostReturned
 from novalite.secret_files import ensure_secret
 from tests.stack import wait_until
 
-# The stacks store agents' services, but what is measured here does not depend on the backend: run once.
-pytestmark = [pytest.mark.live, pytest.mark.only_backend("sqlite")]
+pytestmark = pytest.mark.live
 
 # suspect_after × heartbeat_interval + probe_attempts × probe_interval, the defaults: last beat → HostFailed
 DETECTION_WINDOW = 2 * 0.1 + 3 * 0.04

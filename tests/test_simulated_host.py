@@ -31,7 +31,6 @@ def simulated_host(stack, *args: str, entry: list[str] = ENTRY_POINTS["cli"]) ->
                           capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.only_backend("sqlite")  # a stack's database, but nothing here depends on its backend
 def test_power_off_kills_the_hosts_agent_and_confirms_it(make_stack, entry):
     stack = make_stack()
     stack.start_compute("compute1")
@@ -102,7 +101,6 @@ def test_the_fencers_entry_point_refuses_a_command_line_it_does_not_know(argv, c
     assert "usage: python -m novalite.agent.simulated_host" in capsys.readouterr().err
 
 
-@pytest.mark.only_backend("sqlite")
 @pytest.mark.parametrize("recorded", ["{pid} {started_before}", "{pid}"], ids=["start-time", "older-pidfile"])
 def test_a_reused_pid_is_not_the_host(make_stack, tmp_path, entry, recorded):
     stack = make_stack()
