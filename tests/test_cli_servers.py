@@ -26,6 +26,7 @@ from novalite.cli.up import seed_flavors
 from tests import databases
 from tests.clients import agent_process, client_env, parse_table, run_cli
 from tests.stack import Stack, free_port, wait_until
+from tests.test_up_live import read_banner, start_up
 
 pytestmark = pytest.mark.live
 
@@ -394,16 +395,9 @@ def test_host_evacuate_on_a_terminal_redraws_one_status_line(stack):
 @pytest.mark.only_backend("sqlite")  # `novalite up` keeps its own SQLite database in its data dir
 def test_up_demo_boots_servers_and_its_next_steps_evacuate_a_host(tmp_path):
     data_dir, port = tmp_path / "stack", free_port()
-    up = subprocess.Popen([sys.executable, "-m", "novalite.cli.main", "up", "--demo", "--no-monitor", "--computes", "2",
-                           "--data-dir", str(data_dir), "--port", str(port)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                          env=client_env())
+    up = start_up(data_dir, port, "--demo", "--no-monitor", "--computes", "2", env=client_env())
     try:
-        banner = []
-        for line in up.stdout:
-            banner.append(line)
-            if line.startswith("Ctrl-C"):
-                break
+        banner = read_banner(up)
         text = "".join(banner)
         assert "demo: 6 servers ACTIVE (compute1 " in text, text
         steps = [line.strip() for line in banner[banner.index(next(b for b in banner if b.startswith("Try "))) + 1:-1]]

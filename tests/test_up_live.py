@@ -41,12 +41,22 @@ def _openstack(data_dir: Path, *args: str, from_data_dir: bool = False) -> str:
     return out.stdout
 
 
-def _start_up(data_dir: Path, port: int, computes: int) -> subprocess.Popen:
+def start_up(data_dir: Path, port: int, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``novalite up`` in a session of its own (what a terminal's Ctrl-C reaches: its process group)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "novalite.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port),
-         "--computes", str(computes)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [sys.executable, "-m", "novalite.cli.main", "up", "--data-dir", str(data_dir), "--port", str(port), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
     )
+
+
+def read_banner(up: subprocess.Popen) -> list[str]:
+    """What ``novalite up`` prints, up to its last line (``Ctrl-C stops everything.``): the stack is up."""
+    banner = []
+    for line in up.stdout:
+        banner.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    return banner
 
 
 def _children_of(pid: int) -> list[int]:
@@ -56,14 +66,9 @@ def _children_of(pid: int) -> list[int]:
 
 def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
     data_dir, port = tmp_path / "stack", free_port()
-    up = _start_up(data_dir, port, computes=2)
+    up = start_up(data_dir, port, "--computes", "2")
     try:
-        banner = []
-        for line in up.stdout:
-            banner.append(line)
-            if line.startswith("Ctrl-C"):
-                break
-        text = "".join(banner)
+        text = "".join(read_banner(up))
         assert f"http://127.0.0.1:{port}/v2.1" in text
         assert f"export OS_CLIENT_CONFIG_FILE={data_dir / 'clouds.yaml'}" in text
 
@@ -117,11 +122,9 @@ def test_up_then_force_down_with_openstack_cli_then_ctrl_c(tmp_path):
 def test_up_keeps_its_token_and_forced_down_across_restarts(tmp_path):
     data_dir, port = tmp_path / "stack", free_port()
     for round_ in range(2):
-        up = _start_up(data_dir, port, computes=1)
+        up = start_up(data_dir, port, "--computes", "1")
         try:
-            for line in up.stdout:
-                if line.startswith("Ctrl-C"):
-                    break
+            read_banner(up)
             if round_ == 0:
                 token = (data_dir / "admin-token").read_text()
                 wait_until(lambda: "compute1" in _openstack(data_dir, "compute", "service", "list"), timeout=30,
@@ -157,15 +160,9 @@ def test_up_demo_then_kill_a_host_as_the_banner_says(tmp_path):
     # servers running elsewhere and the recovery in `novalite monitor events`. The steps are the ones the
     # banner prints, run as printed (the kill through os.kill), after its export line.
     data_dir, port = tmp_path / "stack", free_port()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "novalite.cli.main", "up", "--demo", "--data-dir", str(data_dir), "--port",
-         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    up = start_up(data_dir, port, "--demo")
     try:
-        banner = []
-        for line in up.stdout:
-            banner.append(line)
-            if line.startswith("Ctrl-C"):
-                break
+        banner = read_banner(up)
         text = "".join(banner)
         assert "demo: 9 servers ACTIVE (compute1 3, compute2 3, compute3 3)" in text, text
         steps = [line.split("  # ")[0].strip() for line in banner if line.startswith("  ") and "  # " in line]
