@@ -143,6 +143,7 @@ class Server:
     agent_token: str
     database_url: str
     proc: subprocess.Popen | None = None
+    heartbeat_port: int | None = None  # its heartbeat listener's ([api] heartbeat_listen), if it runs one
 
     @property
     def config_file(self) -> Path:
@@ -203,10 +204,12 @@ def _wait_until_serving(server: Server) -> None:
 
 @contextmanager
 def running_api(root: Path, database_url: str, workers: int, threads: int,
-                options: dict[str, dict[str, str]] | None = None) -> Iterator[Server]:
-    """``novalite api`` on ``database_url`` until the block ends; ``options``: more config sections/values."""
+                options: dict[str, dict[str, str]] | None = None, heartbeat_listener: bool = False) -> Iterator[Server]:
+    """``novalite api`` on ``database_url`` until the block ends; ``options``: more config sections/values;
+    ``heartbeat_listener``: with its heartbeat listener on a port of its own (server.heartbeat_port)."""
     server = Server(root=root, port=free_port(), admin_token=write_secret(root / "admin-token"),
-                    agent_token=write_secret(root / "agent-token"), database_url=database_url)
+                    agent_token=write_secret(root / "agent-token"), database_url=database_url,
+                    heartbeat_port=free_port() if heartbeat_listener else None)
     _write_config(server, options or {})
     log = server.log_file.open("ab")
     if _novalite(["db", "sync", "--config-file", str(server.config_file)],
@@ -214,7 +217,8 @@ def running_api(root: Path, database_url: str, workers: int, threads: int,
         raise SystemExit(f"novalite db sync failed; see {server.log_file}")
     server.proc = _novalite(
         ["api", "--config-file", str(server.config_file), "--bind", f"127.0.0.1:{server.port}",
-         "--workers", str(workers), "--threads", str(threads)],
+         "--workers", str(workers), "--threads", str(threads),
+         "--heartbeat-bind", f"127.0.0.1:{server.heartbeat_port}" if server.heartbeat_port else ""],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_until_serving(server)

@@ -3,9 +3,11 @@
 Registers N nova-compute services (default 10,000) through the agent interface (``POST /agent/v1/services``, as
 each agent does at start), then plays their heartbeats (``PUT /agent/v1/services/{uuid}/heartbeat``): each agent
 every --interval seconds (default 10, Nova's report_interval), the N agents spread evenly over the interval, so
-N / interval beats per second (1,000/s for 10,000 agents), in a fixed order. One asyncio loop sends them over
---connections keep-alive HTTP connections (raw asyncio streams; --new-connections opens one per beat, as an
-agent whose idle connection the server's 5 s keep-alive closed would).
+N / interval beats per second (1,000/s for 10,000 agents), in a fixed order, to the API's heartbeat listener
+(--via listener, where agents send them: api/heartbeat_listener.py) or to its own route under gunicorn (--via
+route). One asyncio loop sends them over --connections keep-alive HTTP connections (raw asyncio streams;
+--new-connections opens one per beat, as an agent would to the route, whose 5 s keep-alive closes its connection
+between two beats).
 
 After --warmup seconds it measures for --duration seconds:
 
@@ -132,6 +134,7 @@ class Plan:
     duration: float
     connections: int
     keep_alive: bool
+    via: str = "listener"  # listener: the API's heartbeat listener (as agents send them); route: its WSGI route
 
     @property
     def spacing(self) -> float:
@@ -236,7 +239,8 @@ async def play(server: Server, uuids: list[str], plan: Plan) -> tuple[Record, Wi
     record, window = Record(), Window()
     start = loop.time() + 0.2
     end = start + plan.warmup + plan.duration
-    senders = [asyncio.create_task(_send(plan, server.port, requests, queue, record))
+    port = server.heartbeat_port if plan.via == "listener" else server.port
+    senders = [asyncio.create_task(_send(plan, port, requests, queue, record))
                for _ in range(plan.connections)]
     meter = asyncio.create_task(_meter(server, plan, start, record, window))
     await _produce(plan, start, end, queue, record)
@@ -375,7 +379,8 @@ def measure_heartbeats(server: Server, plan: Plan, register_clients: int = 8, re
         uuids, how = register_range(server, 1, plan.agents, register_clients), "registered"
     print(f"   {plan.agents:,} agents {how} in {time.monotonic() - started:.1f} s; "
           f"beating {plan.rate:,.0f}/s for {plan.warmup:g} + {plan.duration:g} s over "
-          f"{plan.connections} {'keep-alive' if plan.keep_alive else 'one-shot'} connections", flush=True)
+          f"{plan.connections} {'keep-alive' if plan.keep_alive else 'one-shot'} connections to the API's "
+          f"{'heartbeat listener' if plan.via == 'listener' else 'route (gunicorn)'}", flush=True)
     record, window, opened = asyncio.run(play(server, uuids, plan))
     result = summarize(backend_of(server.database_url), plan, record, window, opened)
     result.oldest_beat_s, result.never_beat = oldest_beats(server, uuids)
@@ -411,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections (default 32)")
     p.add_argument("--new-connections", action="store_true",
                    help="a new connection per beat (Connection: close) instead of keep-alive ones")
+    p.add_argument("--via", choices=["listener", "route"], default="listener",
+                   help="the API's heartbeat listener, as agents send them (default), or its own route under gunicorn")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers of novalite api (default 2)")
     p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (default 1)")
     p.add_argument("--register-clients", type=int, default=8, help="concurrent registrations (default 8)")
@@ -423,13 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    plan = Plan(args.agents, args.interval, args.warmup, args.duration, args.connections, not args.new_connections)
+    plan = Plan(args.agents, args.interval, args.warmup, args.duration, args.connections, not args.new_connections,
+                args.via)
     root = Path(tempfile.mkdtemp(prefix="novalite-heartbeat-"))
     print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     try:
         with (scratch_database(args.database_url or "sqlite", root) as url,
-              running_api(root, url, args.workers, args.threads) as server):
+              running_api(root, url, args.workers, args.threads, heartbeat_listener=True) as server):
             print(f"novalite api under gunicorn: {args.workers} workers x {args.threads} threads; {describe(url)}",
                   flush=True)
             result = measure_heartbeats(server, plan, args.register_clients)

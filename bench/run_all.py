@@ -7,8 +7,10 @@ database:
 - the latency server, as ``novalite api`` runs by default (--workers 2 --threads 1): PUT force-down and GET
   os-services at 10 / 1,000 / 10,000 services, one keep-alive client (bench/api_latency.py's cells);
 - the agents' server (--heartbeat-threads, default 16 per worker, so that heartbeats arriving together are
-  written together: novalite.domain.heartbeats): the services are registered through it (the agent interface),
-  and it takes the heartbeat load, 10,000 agents every 10 s = 1,000/s (bench/heartbeat_load.py).
+  written together: novalite.domain.heartbeats), with its heartbeat listener: the services are registered
+  through it (the agent interface), and it takes the heartbeat load, 10,000 agents every 10 s = 1,000/s
+  (bench/heartbeat_load.py), first through the API's own route (gunicorn), then through the heartbeat listener
+  (api/heartbeat_listener.py, where agents send them), so the two compare in one run.
 
 and prints one table, backend × scenario, with median, p99 and throughput, and for heartbeats the CPU of the
 API and of the database server. Figures are the machine's of the moment: the load average is printed with them.
@@ -37,13 +39,14 @@ from heartbeat_load import report as report_heartbeats
 
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 HEARTBEAT_CPU_TARGET = 50.0  # % of one core for 1,000 heartbeats/s
+VIA = {"route": "API route", "listener": "listener"}
 
 
 @dataclass
 class BackendRun:
     backend: str
     cells: list[Cell]
-    heartbeats: Result | None
+    heartbeats: list[Result]
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     seconds: float
@@ -59,24 +62,25 @@ def run_backend(backend: str, args: argparse.Namespace) -> BackendRun:
     root = Path(tempfile.mkdtemp(prefix=f"novalite-bench-{backend}-"))
     (root / "latency").mkdir()
     (root / "agents").mkdir()
-    heartbeats = None
+    heartbeats = []
     try:
         # The latency server stays up, idle, during the heartbeat load: only the agents' server is metered.
         with (scratch_database(backend, root) as url,
-              running_api(root / "agents", url, args.workers, args.heartbeat_threads) as agents,
+              running_api(root / "agents", url, args.workers, args.heartbeat_threads, heartbeat_listener=True)
+              as agents,
               running_api(root / "latency", url, args.workers, args.threads) as server):
             print(f"\n== {describe(url)}: latency server {args.workers} workers x {args.threads} threads, agents' "
                   f"server {args.workers} x {args.heartbeat_threads}; load average {_load(load_before)}", flush=True)
             cells = measure_sizes(server, args.sizes, [1], args.requests, args.max_seconds, args.register_clients,
                                   floor=False, registrar=agents)
-            if args.heartbeat_agents:
+            for via in ("route", "listener") if args.heartbeat_agents else ():
                 plan = Plan(args.heartbeat_agents, args.heartbeat_interval, args.heartbeat_warmup,
-                            args.heartbeat_duration, args.heartbeat_connections, keep_alive=True)
+                            args.heartbeat_duration, args.heartbeat_connections, keep_alive=True, via=via)
                 print(f"-- heartbeats: {plan.agents:,} agents every {plan.interval:g} s", flush=True)
-                # The services of the latency cells were registered through the agent interface already.
-                heartbeats = measure_heartbeats(agents, plan, args.register_clients,
-                                                registered=max(args.sizes) >= plan.agents)
-                report_heartbeats(heartbeats)
+                # The services of the latency cells (or of the first heartbeat run) are registered already.
+                heartbeats.append(measure_heartbeats(agents, plan, args.register_clients,
+                                                     registered=bool(heartbeats) or max(args.sizes) >= plan.agents))
+                report_heartbeats(heartbeats[-1])
     finally:
         if args.keep:
             print(f"kept {root}")
@@ -105,7 +109,8 @@ def _heartbeat_row(backend: str, r: Result) -> tuple[str, ...]:
     if r.errors or r.unanswered or r.down:
         verdict += f", {r.errors} errors, {r.unanswered} unanswered, {r.down} down"
     cpu_ok = r.api_cpu < HEARTBEAT_CPU_TARGET and r.achieved_rps >= 0.99 * r.plan.rate
-    return (BACKEND_NAMES[backend], f"heartbeats {r.offered_rps:,.0f}/s offered ({r.plan.agents:,} agents)",
+    name = f"heartbeats {r.offered_rps:,.0f}/s, {r.plan.agents:,} agents, {VIA[r.plan.via]}"
+    return (BACKEND_NAMES[backend], name,
             f"{r.achieved_rps * r.plan.duration:,.0f}", f"{r.latency_median_ms:.2f} ms", f"{r.latency_p99_ms:.2f} ms",
             f"{r.achieved_rps:,.0f}/s, {verdict}", f"{r.api_cpu:.0f} % / {db_cpu}",
             f"< 50 % {'met' if cpu_ok else 'MISSED'}", "")
@@ -115,8 +120,7 @@ def print_table(runs: list[BackendRun]) -> None:
     rows = []
     for run in runs:
         rows.extend(_cell_row(run.backend, c) for c in run.cells)
-        if run.heartbeats is not None:
-            rows.append(_heartbeat_row(run.backend, run.heartbeats))
+        rows.extend(_heartbeat_row(run.backend, r) for r in run.heartbeats)
     print("\n".join(table_lines(HEADER, rows, left=(0, 1, 6, 7))))
     for run in runs:
         print(f"{BACKEND_NAMES[run.backend]}: {run.seconds:.0f} s, load average {_load(run.load_before)} before, "
@@ -165,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     print("target: the issue's (force-down median <= 1 ms on SQLite, <= 3 ms on PostgreSQL/MariaDB; list of 1,000 "
           "<= 5 ms; 1,000 heartbeats/s absorbed with < 50 % of one core of API CPU). Nova 34: real Nova 34 on "
           "this machine.")
-    print("CPU API / DB: % of one core over the heartbeat window: gunicorn master + workers; the database server's "
+    print("CPU API / DB: % of one core over the heartbeat window: gunicorn master + workers (their heartbeat "
+          "listeners included); the database server's "
           "processes for this database (PostgreSQL) or the whole mariadbd (MariaDB); SQLite runs inside the API.")
     failed = any(c.errors for r in runs for c in r.cells) or any(
-        r.heartbeats is not None and (r.heartbeats.errors or r.heartbeats.unanswered or r.heartbeats.down)
-        for r in runs)
+        h.errors or h.unanswered or h.down for r in runs for h in r.heartbeats)
     return 1 if failed else 0
 
 

@@ -54,6 +54,8 @@ class Stack:
     port: int = field(default_factory=free_port)
     # Where the API listens and agents reach it: 127.0.0.1, or an address agents in network namespaces reach.
     bind_host: str = "127.0.0.1"
+    # The API's heartbeat listener ([api] heartbeat_listen), where the stack's agents send their heartbeats.
+    heartbeat_port: int = field(default_factory=free_port)
     procs: list[zygote.Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,10 @@ class Stack:
         return f"http://{self.bind_host}:{self.port}"
 
     @property
+    def heartbeat_url(self) -> str:
+        return f"http://{self.bind_host}:{self.heartbeat_port}"
+
+    @property
     def endpoint(self) -> str:
         return f"{self.url}/v2.1"
 
@@ -83,8 +89,9 @@ class Stack:
                            "service_down_time": str(self.service_down_time)}
         conf["api"] = {"auth_strategy": self.auth_strategy,
                        "admin_token_file": str(self.root / "admin-token"),
-                       "agent_token_file": str(self.root / "agent-token")}
-        conf["agent"] = {"api_url": self.url}
+                       "agent_token_file": str(self.root / "agent-token"),
+                       "heartbeat_listen": f"{self.bind_host}:{self.heartbeat_port}"}
+        conf["agent"] = {"api_url": self.url, "heartbeat_url": self.heartbeat_url}
         conf["database"] = {"connection": self.database_url}
         for section, values in self.extra_config.items():
             if section != "DEFAULT" and not conf.has_section(section):

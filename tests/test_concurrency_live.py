@@ -3,10 +3,11 @@
 100 client threads, each with its own HTTP session, toggle forced_down (the 2.11 ``force-down`` action and the
 2.53 ``PUT /os-services/{uuid}``) and the status (legacy enable / disable / disable-log-reason and the 2.53
 ``status``, spec 3.3 and 3.4) of one hot service all of them share and of four others, while one "agent" per
-service heartbeats through the agents' interface, one beat after the other, as fast as it is answered. Threads
-are enough: a request holds no GIL while it waits for its answer, so dozens are in flight at once; the
-parallelism that can lose an update is the server's (4 worker processes, each in its own transaction), and the
-test prints how many writes were in flight together.
+service heartbeats through the agents' interface (the API's route or its asyncio heartbeat listener, alternately
+per service), one beat after the other, as fast as it is answered. Threads are enough: a request holds no GIL
+while it waits for its answer, so dozens are in flight at once; the parallelism that can lose an update is the
+server's (4 worker processes, each in its own transaction), and the test prints how many writes were in flight
+together.
 
 Each field of each service is a register: forced_down, and the status as the pair (disabled, disabled_reason)
 that every status write sets together. Writes come in rounds; after each (and so at the end) the value read back
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import itertools
 import os
 import random
 import threading
@@ -236,10 +238,11 @@ class Beats:
     failures: list[str] = field(default_factory=list)
 
 
-def _heartbeat(stack: Stack, target: Target, beats: Beats, stop: threading.Event) -> None:
-    """One service's agent: heartbeats one after the other (as an agent sends them), as fast as answered."""
+def _heartbeat(base_url: str, stack: Stack, target: Target, beats: Beats, stop: threading.Event) -> None:
+    """One service's agent: heartbeats one after the other (as an agent sends them), as fast as answered, to the
+    API's route or to its heartbeat listener (``base_url``)."""
     session = requests.Session()
-    url = f"{stack.url}/agent/v1/services/{target.uuid}/heartbeat"
+    url = f"{base_url}/agent/v1/services/{target.uuid}/heartbeat"
     while not stop.is_set():
         sent = _utcnow()
         try:
@@ -332,8 +335,9 @@ def test_concurrent_admins_and_heartbeats_end_in_the_last_acknowledged_write_of_
     beats = [Beats() for _ in targets]
     stop = threading.Event()
     regressions: list[str] = []
-    background = [threading.Thread(target=_heartbeat, args=(stack, t, b, stop), daemon=True)
-                  for t, b in zip(targets, beats, strict=True)]
+    # Half the agents beat through the API's own route, half through its heartbeat listener (api/heartbeat_listener.py).
+    background = [threading.Thread(target=_heartbeat, args=(url, stack, t, b, stop), daemon=True)
+                  for url, t, b in zip(itertools.cycle((stack.url, stack.heartbeat_url)), targets, beats)]
     background.append(threading.Thread(target=_watch_heartbeat_columns, args=(engine, stop, regressions),
                                        daemon=True))
     history: dict[int, list[Write]] = defaultdict(list)

@@ -3,10 +3,12 @@ database server. Every write acknowledged with a 2xx is there afterwards; while 
 Nova's 500 computeFault promptly, never a hang; the API serves again by itself once the database is back.
 
 Real processes throughout: ``novalite api`` under gunicorn, clients in threads writing through the public
-interfaces (agents' registrations, 2.11 force-down toggles, server creates) and reading os-services. Each write
-leaves its own trace: registrations and servers have unique names; each service is toggled by one client only,
-so its final forced_down is the value of its last acknowledged toggle, unless a later toggle went unanswered
-(it may or may not have been applied, so either value is allowed).
+interfaces (agents' registrations, 2.11 force-down toggles, server creates, heartbeats through the API's
+heartbeat listener) and reading os-services. Each write leaves its own trace: registrations and servers have
+unique names; each service is toggled by one client only, so its final forced_down is the value of its last
+acknowledged toggle, unless a later toggle went unanswered (it may or may not have been applied, so either value
+is allowed); each heartbeat adds one to its service's report_count, so the count is at least the heartbeats
+acknowledged and at most those sent.
 
 - Worker kills run on the run's backend (``database_url``: SQLite, PostgreSQL or MariaDB).
 - Database restarts (a clean stop, then a kill -9) run on private servers (tests/db_servers.py), PostgreSQL in
@@ -28,8 +30,11 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from novalite.cli.up import seed_flavors
+from novalite.db import engine as db_engine
+from novalite.db.api import services as services_table
 from tests.db_servers import private_server
 from tests.stack import Stack, wait_until
 
@@ -41,6 +46,7 @@ RECOVERY_BOUND = 10.0  # from the database accepting connections to the API's fi
 WORKER_KILLS = 6
 ACKS_BETWEEN_KILLS = 10
 TOGGLERS, SERVICES_PER_TOGGLER = 3, 4
+BEATEN_SERVICES = 4
 # Spec §2: an unexpected error is a 500 computeFault whose message names only the exception's class.
 UNEXPECTED_FAULT = re.compile(r"Unexpected API Error\. Please contact the administrator\n<class '[\w.]+'>")
 
@@ -50,7 +56,7 @@ class Outcome:
     """One request: what it wrote (or read), when, and what came back (status None: no HTTP answer)."""
 
     client: str
-    kind: str  # register | toggle | create | read
+    kind: str  # register | toggle | create | beat | read
     key: str  # the host registered or toggled, the server's name
     value: object
     sent: float
@@ -71,6 +77,7 @@ class Workload:
     stack: Stack
     outcomes: list[Outcome] = field(default_factory=list)
     toggled: dict[str, list[str]] = field(default_factory=dict)  # client → the hosts it alone toggles
+    beaten: dict[str, str] = field(default_factory=dict)  # host → service UUID, of the services the beater beats
     _stop: threading.Event = field(default_factory=threading.Event)
     _go: threading.Event = field(default_factory=threading.Event)  # cleared: clients pause between requests
     _waiting: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))  # one per paused client
@@ -83,7 +90,12 @@ class Workload:
                 for host in hosts:
                     assert self._register(session, host).status_code == 200
                 self.toggled[f"toggler-{t}"] = hosts
-        loops: dict[str, Callable] = {"registrar": self._registrar, "creator": self._creator, "reader": self._reader}
+            for i in range(BEATEN_SERVICES):
+                resp = self._register(session, f"beaten-{i}")
+                assert resp.status_code == 200, resp.text
+                self.beaten[f"beaten-{i}"] = resp.json()["service"]["id"]
+        loops: dict[str, Callable] = {"registrar": self._registrar, "creator": self._creator, "reader": self._reader,
+                                      "beater": self._beater}
         for client, hosts in self.toggled.items():
             loops[client] = self._toggler(hosts)
         self._go.set()
@@ -159,6 +171,12 @@ class Workload:
             self.stack.endpoint + "/servers", headers=self.stack.admin_headers("2.37"), json=body,
             timeout=CLIENT_TIMEOUT))
 
+    def _beater(self, session: requests.Session, client: str, n: int) -> None:
+        host = f"beaten-{n % BEATEN_SERVICES}"
+        self._call(client, "beat", host, None, lambda: session.put(
+            f"{self.stack.heartbeat_url}/agent/v1/services/{self.beaten[host]}/heartbeat",
+            headers={"X-Agent-Token": self.stack.agent_token}, timeout=CLIENT_TIMEOUT))
+
     def _reader(self, session: requests.Session, client: str, _n: int) -> None:
         self._call(client, "read", "", None, lambda: session.get(
             self.stack.endpoint + "/os-services", headers=self.stack.admin_headers("2.53"), timeout=CLIENT_TIMEOUT))
@@ -205,6 +223,23 @@ def assert_acknowledged_writes_present(stack: Stack, workload: Workload) -> None
     names = {s["name"] for s in resp.json()["servers"]}
     lost = [o.key for o in workload.acked("create") if o.key not in names]
     assert not lost, f"acknowledged server creates lost: {lost}"
+    counts = report_counts(stack.database_url, list(workload.beaten.values()))
+    for host, service_uuid in workload.beaten.items():
+        beats = [o for o in workload.outcomes if o.kind == "beat" and o.key == host]
+        acked = sum(o.acked for o in beats)
+        assert acked <= counts[service_uuid] <= len(beats), (
+            f"{host}: report_count {counts[service_uuid]}, {acked} heartbeats acknowledged of {len(beats)} sent")
+
+
+def report_counts(database_url: str, service_uuids: list[str]) -> dict[str, int]:
+    engine = db_engine.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(services_table.c.uuid, services_table.c.report_count)
+                                .where(services_table.c.uuid.in_(service_uuids)))
+            return {service_uuid: count for service_uuid, count in rows}
+    finally:
+        engine.dispose()
 
 
 def _allowed_forced_down(toggles: list[Outcome]) -> set[bool]:
@@ -274,7 +309,7 @@ def test_acknowledged_writes_survive_sigkill_of_api_workers_mid_write(make_stack
     for outcome in workload.outcomes:
         if outcome.status is not None and not outcome.acked:
             assert_fault(outcome)
-    assert {o.kind for o in workload.acked()} >= {"register", "toggle", "create", "read"}
+    assert {o.kind for o in workload.acked()} >= {"register", "toggle", "create", "read", "beat"}
     assert_acknowledged_writes_present(stack, workload)
 
 

@@ -42,6 +42,9 @@ class ApiOpts:
     admin_token_file: str = ""
     # Shared secret of the compute agents' internal interface (/agent/v1).
     agent_token_file: str = ""
+    # host:port where `novalite api` also takes the agents' heartbeats, on asyncio (api/heartbeat_listener.py:
+    # a tenth of the CPU of a heartbeat through gunicorn); empty: heartbeats go to the API's own route only.
+    heartbeat_listen: str = ""
     compute_link_prefix: str = ""
     # The most items one page of a collection holds (Nova's [api]max_limit).
     max_limit: int = 1000
@@ -53,6 +56,8 @@ class ApiOpts:
 class AgentOpts:
     # Where compute agents reach the control plane's agent interface.
     api_url: str = "http://127.0.0.1:8774"
+    # Where they send their heartbeats: the API's [api] heartbeat_listen (http://host:port); empty: api_url.
+    heartbeat_url: str = ""
 
 
 @dataclass

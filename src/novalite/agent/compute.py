@@ -75,6 +75,8 @@ class AgentConfig:
     heartbeat_address: str = ""
     heartbeat_key: bytes = b""
     heartbeat_interval: float = 0.1
+    # Where heartbeats go ([agent] heartbeat_url: the API's heartbeat listener); empty: api_url.
+    heartbeat_url: str = ""
 
 
 class AgentApi:
@@ -82,6 +84,7 @@ class AgentApi:
 
     def __init__(self, config: AgentConfig):
         self.base = config.api_url.rstrip("/") + "/agent/v1"
+        self.heartbeat_base = (config.heartbeat_url or config.api_url).rstrip("/") + "/agent/v1"
         self.session = requests.Session()
         self.session.headers["X-Agent-Token"] = config.agent_token
 
@@ -96,7 +99,8 @@ class AgentApi:
 
     def heartbeat(self, service_uuid: str) -> bool:
         """True if recorded; False if the service record is gone."""
-        resp = self.session.put(f"{self.base}/services/{service_uuid}/heartbeat", timeout=REQUEST_TIMEOUT)
+        resp = self.session.put(f"{self.heartbeat_base}/services/{service_uuid}/heartbeat",
+                                timeout=REQUEST_TIMEOUT)
         if resp.status_code == 404:
             return False
         _raise_with_message(resp)

@@ -147,12 +147,21 @@ def make_application(settings: Settings, engine: Engine, enforcer: Enforcer | No
                        enforcer=enforcer, agent_auth=agent_auth)
 
 
-def create_app(settings: Settings, base_dir: str | None = None):
-    """The WSGI application for ``settings`` (keystonemiddleware around it for auth_strategy=keystone)."""
+def create_application(settings: Settings, base_dir: str | None = None) -> Application:
+    """The domain objects, policy enforcer and agent credential of one API process, over its own engine."""
     engine = make_engine(settings.database.connection)
     agent_token = read_secret(settings.api.agent_token_file) if settings.api.agent_token_file else None
-    app = make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
-                           auth.AgentAuth(agent_token))
+    return make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
+                            auth.AgentAuth(agent_token))
+
+
+def create_app(settings: Settings, base_dir: str | None = None):
+    """The WSGI application for ``settings`` (keystonemiddleware around it for auth_strategy=keystone)."""
+    return wsgi_app_of(create_application(settings, base_dir))
+
+
+def wsgi_app_of(app: Application):
+    settings = app.settings
     wsgi_app: Any = build_falcon_app(app)
     if settings.api.auth_strategy == "keystone":
         from keystonemiddleware import auth_token

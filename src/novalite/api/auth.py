@@ -63,6 +63,8 @@ class AgentAuth:
         self._token = token.encode() if token else None
 
     def check(self, headers: dict[str, str]) -> None:
-        token = headers.get("x-agent-token", "")
-        if self._token is None or not token or not hmac.compare_digest(token.encode(), self._token):
+        self.check_token(headers.get("x-agent-token", "").encode())
+
+    def check_token(self, token: bytes) -> None:
+        if self._token is None or not token or not hmac.compare_digest(token, self._token):
             raise Unauthorized("The request you have made requires authentication.")

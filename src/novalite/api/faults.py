@@ -29,6 +29,12 @@ def fault_body(code: int, message: str) -> bytes:
     return json.dumps({fault_name(code): {"code": code, "message": message}}).encode()
 
 
+def unexpected_error_message(error: BaseException) -> str:
+    """Nova's message for an unexpected error: it names the exception's class only."""
+    cls = type(error)
+    return UNEXPECTED_ERROR.format(f"<class '{cls.__module__}.{cls.__qualname__}'>")
+
+
 # webob's HTTPNotFound as Nova's router returns it for unknown paths and methods: not a fault body.
 _NOT_FOUND_DETAIL = "The resource could not be found."
 _NOT_FOUND_HTML = (

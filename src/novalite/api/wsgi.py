@@ -97,8 +97,7 @@ def set_reply(resp: falcon.Response, reply: Reply) -> None:
 
 def unexpected_error(resp: falcon.Response, error: Exception) -> None:
     LOG.exception("Unexpected API error")
-    cls = type(error)
-    set_fault(resp, 500, faults.UNEXPECTED_ERROR.format(f"<class '{cls.__module__}.{cls.__qualname__}'>"))
+    set_fault(resp, 500, faults.unexpected_error_message(error))
 
 
 def _read_body(req: falcon.Request) -> bytes:

@@ -1,6 +1,9 @@
-"""``novalite api``: the WSGI app under gunicorn, one app (and database engine) per worker."""
+"""``novalite api``: the WSGI app under gunicorn, one app (and database engine) per worker, and with
+--heartbeat-bind the agents' heartbeat listener (api/heartbeat_listener.py) in each worker too."""
 
 from __future__ import annotations
+
+import socket
 
 from gunicorn.app.base import BaseApplication
 
@@ -9,10 +12,12 @@ from novalite.db import engine as db_engine
 
 
 class GunicornServer(BaseApplication):
-    def __init__(self, settings: Settings, base_dir: str | None, options: dict):
+    def __init__(self, settings: Settings, base_dir: str | None, options: dict,
+                 heartbeat_socket: socket.socket | None = None):
         self.settings = settings
         self.base_dir = base_dir
         self.options = options
+        self.heartbeat_socket = heartbeat_socket
         super().__init__()
 
     def load_config(self) -> None:
@@ -20,10 +25,23 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        # Called in each worker after the fork: its own app and database engine.
-        from novalite.api.app import create_app
+        # Called in each worker after the fork: its own app and database engine, and its heartbeat listener.
+        from novalite.api.app import create_application, wsgi_app_of
 
-        return create_app(self.settings, base_dir=self.base_dir)
+        app = create_application(self.settings, base_dir=self.base_dir)
+        if self.heartbeat_socket is not None:
+            from novalite.api.heartbeat_listener import BATCH_WINDOW, HeartbeatListener
+            from novalite.domain.heartbeats import AsyncHeartbeats
+
+            HeartbeatListener(self.heartbeat_socket, AsyncHeartbeats(app.engine, BATCH_WINDOW), app.agent_auth,
+                              heartbeat_idle_timeout(self.settings)).start_in_thread()
+        return wsgi_app_of(app)
+
+
+def heartbeat_idle_timeout(settings: Settings) -> float:
+    """How long a heartbeat connection may idle: over two report intervals, so an agent's connection lasts from
+    one heartbeat to the next even when one is late, and at least a minute."""
+    return max(60.0, 2.5 * settings.DEFAULT.report_interval)
 
 
 def check_schema(settings: Settings) -> None:
@@ -40,9 +58,18 @@ def check_schema(settings: Settings) -> None:
 
 
 def serve(
-    settings: Settings, base_dir: str | None, bind: str, workers: int, threads: int, access_log: bool
+    settings: Settings, base_dir: str | None, bind: str, workers: int, threads: int, access_log: bool,
+    heartbeat_bind: str = "",
 ) -> None:
     check_schema(settings)
+    heartbeat_socket = None
+    if heartbeat_bind:
+        from novalite.api.heartbeat_listener import listening_socket
+
+        try:
+            heartbeat_socket = listening_socket(heartbeat_bind)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"novalite api: cannot listen for heartbeats on {heartbeat_bind}: {error}") from None
     # The app's modules are imported once, here in the master: a worker forks with them loaded and builds only
     # its app (2 s of CPU less per worker started, and their pages shared). Nothing the import makes holds a
     # connection or a thread.
@@ -60,4 +87,4 @@ def serve(
         "loglevel": "info",
         "proc_name": "novalite-api",
     }
-    GunicornServer(settings, base_dir, options).run()
+    GunicornServer(settings, base_dir, options, heartbeat_socket).run()

@@ -26,8 +26,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     from novalite.api.app import base_dir_of
     from novalite.cli.api_server import serve
 
-    serve(_settings(args), base_dir_of(args.config_file), args.bind, args.workers, args.threads,
-          args.access_log)
+    settings = _settings(args)
+    heartbeat_bind = settings.api.heartbeat_listen if args.heartbeat_bind is None else args.heartbeat_bind
+    serve(settings, base_dir_of(args.config_file), args.bind, args.workers, args.threads, args.access_log,
+          heartbeat_bind)
     return 0
 
 
@@ -77,6 +79,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     run_agent(AgentConfig(
         host=args.host,
         api_url=args.api_url or settings.agent.api_url,
+        heartbeat_url=settings.agent.heartbeat_url,
         agent_token=read_secret(token_file),
         report_interval=settings.DEFAULT.report_interval,
         update_resources_interval=settings.DEFAULT.update_resources_interval,
@@ -167,6 +170,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="threads per worker (1 measured fastest on 2 cores: bench/README.md)")
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--heartbeat-bind", default=None, metavar="HOST:PORT",
+                   help="also take the agents' heartbeats here, on asyncio (default: [api] heartbeat_listen; "
+                        "'' for none)")
     p.set_defaults(func=cmd_api)
 
     p = with_config(sub.add_parser("compute", help="run the compute agent of one host"))

@@ -63,7 +63,15 @@ class StackPaths:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    return _free_port(socket.SOCK_DGRAM)
+
+
+def free_tcp_port() -> int:
+    return _free_port(socket.SOCK_STREAM)
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
@@ -96,6 +104,10 @@ def write_config(paths: StackPaths, *, port: int, database_url: str | None, auth
     conf.set("api", "admin_token_file", str(paths.admin_token))
     conf.set("api", "agent_token_file", str(paths.agent_token))
     conf.set("agent", "api_url", f"http://127.0.0.1:{port}")
+    # The agents' heartbeats go to the API's asyncio heartbeat listener (api/heartbeat_listener.py).
+    heartbeat_port = free_tcp_port()
+    conf.set("api", "heartbeat_listen", f"127.0.0.1:{heartbeat_port}")
+    conf.set("agent", "heartbeat_url", f"http://127.0.0.1:{heartbeat_port}")
     conf.set("database", "connection", database_url or f"sqlite:///{paths.data_dir / 'novalite.sqlite'}")
     with paths.config.open("w") as out:
         conf.write(out)

@@ -17,13 +17,20 @@ ONE UPDATE ... WHERE uuid IN (...) and one commit:
 No thread waits on a timer: a lone heartbeat (one request thread per worker) is written at once, in a batch of
 one. The thread that finds no write in flight leads: it writes what is pending, itself included, and hands
 the lead to the first heartbeat that arrived meanwhile, so no request carries more than one write.
+
+AsyncHeartbeats is the same group commit for one asyncio loop (the agents' heartbeat listener,
+api/heartbeat_listener.py): a heartbeat is a future; one writer task at a time runs the write in a thread and
+settles the futures of its batch. It may wait ``window`` seconds before each write for more heartbeats to
+share it: a loop that no request thread blocks can afford to, and at a heartbeat a millisecond that is what
+batches them (the writes are shorter than the gaps between heartbeats).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from novalite.db import api as db
 from novalite.timeutils import utcnow
@@ -73,13 +80,9 @@ class HeartbeatBatcher:
     def _lead(self) -> None:
         """Write every pending heartbeat (one per service), then pass the lead on or stop writing."""
         with self._lock:
-            batch, held, seen = [], [], set()
-            for pending in self._pending:
-                (held if pending.uuid in seen else batch).append(pending)
-                seen.add(pending.uuid)
-            self._pending = held
+            batch, self._pending = one_per_service(self._pending)
         try:
-            found = self._write([b.uuid for b in batch])
+            found = write_heartbeats(self.engine, [b.uuid for b in batch])
         except BaseException as error:  # noqa: BLE001 - every waiting request gets the failure
             for b in batch:
                 b.error = error
@@ -97,15 +100,68 @@ class HeartbeatBatcher:
             if successor is not None:
                 successor.ready.set()
 
-    def _write(self, service_uuids: list[str]) -> set[str]:
-        with self._connect() as conn:
-            found = db.service_heartbeat_many(conn, service_uuids, utcnow())
-            conn.commit()
-            return found
 
-    def _connect(self) -> Connection:
-        if self.engine.dialect.name == "postgresql":
-            # One statement is its own transaction: autocommit spares psycopg's BEGIN and COMMIT round trips
-            # (and costs none to set: the driver's flag). pymysql would pay a round trip to set it and to reset it.
-            return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return self.engine.connect()
+class AsyncHeartbeats:
+    """Group commit of the heartbeats of one asyncio loop: ``submit`` answers with a future, settled once the
+    write holding the heartbeat committed (True), found the service gone (False) or failed (its error)."""
+
+    def __init__(self, engine: Engine, window: float = 0.0):
+        self.engine = engine
+        self.window = window
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    def submit(self, service_uuid: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((service_uuid, future))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_pending())
+        return future
+
+    async def beat(self, service_uuid: str) -> bool:
+        return await self.submit(service_uuid)
+
+    async def _write_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                await asyncio.sleep(self.window)
+                batch, self._pending = one_per_service(self._pending, key=lambda pending: pending[0])
+                try:
+                    found = await loop.run_in_executor(None, write_heartbeats, self.engine, [u for u, _f in batch])
+                except Exception as error:  # noqa: BLE001 - every heartbeat of the batch gets the failure
+                    for _service_uuid, future in batch:
+                        future.set_exception(error)
+                else:
+                    for service_uuid, future in batch:
+                        future.set_result(service_uuid in found)
+        finally:
+            self._writer = None
+
+
+def one_per_service(pending: list, key=lambda beat: beat.uuid) -> tuple[list, list]:
+    """Split the pending heartbeats into this write's batch (each service's first) and those held for the next
+    (a service's later ones: report_count counts each, so one UPDATE may not beat a row twice)."""
+    batch, held, seen = [], [], set()
+    for beat in pending:
+        service_uuid = key(beat)
+        (held if service_uuid in seen else batch).append(beat)
+        seen.add(service_uuid)
+    return batch, held
+
+
+def write_heartbeats(engine: Engine, service_uuids: list[str]) -> set[str]:
+    """One transaction beating each of ``service_uuids`` (distinct); the UUIDs whose rows were there.
+
+    A transaction, not an autocommitted statement (which would spare PostgreSQL's BEGIN and COMMIT round trips):
+    only a transaction's first statement is run again when its pooled connection turns out dead (db/engine.py),
+    so the first heartbeats after a database restart are written, not failed."""
+    with engine.connect() as conn:
+        found = db.service_heartbeat_many(conn, service_uuids, utcnow())
+        conn.commit()
+        return found

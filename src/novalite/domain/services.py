@@ -26,6 +26,10 @@ HIDDEN_BINARIES = ("nova-osapi_compute", "nova-metadata")
 TOPICS = {"nova-compute": "compute", "nova-scheduler": "scheduler", "nova-conductor": "conductor"}
 
 
+def service_not_found(service_uuid: str) -> NotFound:
+    return NotFound(f"Service {service_uuid} could not be found.")
+
+
 class ServiceState(NamedTuple):
     id: int
     uuid: str
@@ -136,7 +140,7 @@ class Services:
         with self.engine.begin() as conn:
             row = db.service_get_by_uuid(conn, service_uuid)
             if row is None:
-                raise NotFound(f"Service {service_uuid} could not be found.")
+                raise service_not_found(service_uuid)
             _refuse_unless_compute(row.binary)
             values: dict = {}
             if status == "enabled":
@@ -155,7 +159,7 @@ class Services:
                 )
             saved = db.service_update(conn, row.id, **values)
             if saved is None:  # deleted since it was read
-                raise NotFound(f"Service {service_uuid} could not be found.")
+                raise service_not_found(service_uuid)
             return self.state(saved)
 
     def _check_force_up_allowed(self, conn: Connection, host: str) -> None:
@@ -214,7 +218,7 @@ class Services:
         with self.engine.begin() as conn:
             row = db.service_get_by_uuid(conn, service_uuid)
             if row is None:
-                raise NotFound(f"Service {service_uuid} could not be found.")
+                raise service_not_found(service_uuid)
             return compute_nodes_db.compute_node_save(
                 conn, service_id=row.id, host=row.host, nodename=nodename, values=resources)
 
@@ -222,4 +226,4 @@ class Services:
         """Spec 4.3: report_count + 1 and last_seen_up = now, committed with the heartbeats other threads of
         this process sent meanwhile (novalite.domain.heartbeats); NotFound once the record is deleted."""
         if not self._heartbeats.beat(service_uuid):
-            raise NotFound(f"Service {service_uuid} could not be found.")
+            raise service_not_found(service_uuid)

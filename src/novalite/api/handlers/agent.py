@@ -27,7 +27,7 @@ from novalite.api.microversion import MAX_VERSION
 from novalite.api.validation import validate_internal_body
 from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain import host_work
-from novalite.exceptions import NotFound
+from novalite.domain.services import service_not_found
 from novalite.work_kinds import KINDS
 
 REGISTER = {
@@ -99,7 +99,7 @@ def _host(req: ApiRequest) -> str:
     service_uuid = req.params["service_uuid"]
     state = req.app.services.get_by_uuid(service_uuid)
     if state is None:
-        raise NotFound(f"Service {service_uuid} could not be found.")
+        raise service_not_found(service_uuid)
     return state.host
 
 
