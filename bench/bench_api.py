@@ -293,14 +293,22 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process (all its threads), or None once it is gone."""
+def cpu_seconds(pid: int, descendants: bool = False) -> float | None:
+    """utime + stime of a live process (all its threads), or None once it is gone. ``descendants``: with its
+    reaped children's time (cutime, cstime) and its live descendants' (gunicorn's workers, a running command)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        children = []
+        if descendants:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                children += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; field 3 is fields[0]
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    if not descendants:
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    own = sum(int(ticks) for ticks in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
+    return own + sum(cpu_seconds(child, descendants=True) or 0.0 for child in children)
 
 
 def database_pids(url: str) -> list[int]:

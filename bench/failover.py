@@ -78,6 +78,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_api import cpu_seconds  # noqa: E402
 from failover_agents import agents, cpu_hogs, load_average, ms_columns, p99  # noqa: E402
 
 from novalite.cli.up import seed_flavors  # noqa: E402
@@ -363,25 +364,6 @@ SERVERS_POLL = 0.025
 
 
 CPU_ROLES = ("api", "scheduler", "compute", "monitor", "bench")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a live process, its reaped children and its live descendants (gunicorn's workers, a
-    running fence command), in seconds; 0 for a process that is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()  # from field 3 (state) on
-        children = []
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as listed:
-                children += [int(child) for child in listed.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    own = sum(int(ticks) for ticks in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
-    return own + sum(cpu_seconds(child) for child in children)
-
-
 def _epoch(iso_text: str) -> float:
     """The journal's ISO-8601 UTC with milliseconds, as seconds since the epoch."""
     parsed = datetime.datetime.strptime(iso_text, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -424,7 +406,7 @@ class Failover:
         used = dict.fromkeys(CPU_ROLES, 0.0)
         for proc in self.stack.procs:
             if proc.pid != killed:
-                used[proc.args[1]] += cpu_seconds(proc.pid)
+                used[proc.args[1]] += cpu_seconds(proc.pid, descendants=True) or 0.0
         used["bench"] = time.process_time()
         return used
 
