@@ -7,7 +7,9 @@ BACKENDS   ?= sqlite postgresql mariadb
 
 .PHONY: install run test lint bench services clean $(addprefix test-,$(BACKENDS))
 
+# mysqlclient (MariaDB's driver) compiles against the MariaDB client headers; a clean machine (CI) lacks them.
 $(BIN)/.installed: pyproject.toml
+	dpkg -s libmariadb-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libmariadb-dev)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -34,7 +34,7 @@ STARTUP_TIMEOUT = 30.0
 # The machine's servers (tests/ensure_services.sh starts them): trust / no password on loopback.
 SERVER_URLS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/mysql",
+    "mariadb": "mysql+mysqldb://root@127.0.0.1:3306/mysql",
 }
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
@@ -51,7 +51,7 @@ def _admin_engine(url: str) -> sa.Engine:
     if backend_of(url) == "postgresql":
         admin = parsed.set(drivername="postgresql+psycopg", database="postgres")
     else:
-        admin = parsed.set(drivername="mysql+pymysql", database="mysql")
+        admin = parsed.set(drivername="mysql+mysqldb", database="mysql")
     return sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
 
 

@@ -26,7 +26,7 @@ from novalite.db.engine import make_engine
 
 ADMIN_URLS = {
     "postgresql": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"),
+    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+mysqldb://root@127.0.0.1:3306/mysql"),
 }
 STATEMENTS = {"read": "SELECT v FROM t WHERE id = 1", "write": "UPDATE t SET v = v + 1 WHERE id = 1"}
 WARMUP = 100

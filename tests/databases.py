@@ -29,7 +29,7 @@ BACKENDS = ("sqlite", "postgresql", "mariadb")
 # Not NOVALITE_*: that prefix is novalite's own configuration, and unknown names there are errors.
 ADMIN_URLS = {
     "postgresql": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"),
+    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+mysqldb://root@127.0.0.1:3306/mysql"),
 }
 PREFIX = "novalite_test_"
 

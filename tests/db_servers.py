@@ -203,7 +203,7 @@ class PrivateMariaDB(PrivateServer):
                 "--innodb-buffer-pool-size=32M", "--max-connections=200"]
 
     def admin_url(self) -> str:
-        return f"mysql+pymysql://root@127.0.0.1:{self.port}/mysql"
+        return f"mysql+mysqldb://root@127.0.0.1:{self.port}/mysql"
 
     def _create_statement(self, name: str) -> str:
         return f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"

@@ -19,8 +19,8 @@ def _connect_args(url: str, **kwargs) -> dict:
 
 
 @pytest.mark.parametrize(("url", "driver"), [("postgresql://nova:s3cret@127.0.0.1/nova", "postgresql+psycopg"),
-                                             ("mysql://nova:s3cret@127.0.0.1/nova", "mysql+pymysql"),
-                                             ("mariadb://nova:s3cret@127.0.0.1/nova", "mysql+pymysql")])
+                                             ("mysql://nova:s3cret@127.0.0.1/nova", "mysql+mysqldb"),
+                                             ("mariadb://nova:s3cret@127.0.0.1/nova", "mysql+mysqldb")])
 def test_short_driver_names_get_the_installed_driver_and_keep_the_password(url, driver):
     engine = db_engine.make_engine(url)
     assert (engine.url.drivername, engine.url.password) == (driver, "s3cret")  # str(URL) would mask it: ***
@@ -36,14 +36,14 @@ def test_postgresql_connections_have_bounded_connect_and_statement_waits():
 
 
 def test_mariadb_connections_have_bounded_connect_read_and_write_waits():
-    args = _connect_args("mysql+pymysql://nova@127.0.0.1/nova")
+    args = _connect_args("mysql+mysqldb://nova@127.0.0.1/nova")
     assert (args["connect_timeout"], args["read_timeout"], args["write_timeout"]) == (
         db_engine.CONNECT_TIMEOUT, db_engine.READ_TIMEOUT, db_engine.READ_TIMEOUT)
 
 
 def test_migrations_run_without_a_read_timeout():
     assert "options" not in _connect_args("postgresql+psycopg://nova@127.0.0.1/nova", read_timeout=None)
-    assert "read_timeout" not in _connect_args("mysql+pymysql://nova@127.0.0.1/nova", read_timeout=None)
+    assert "read_timeout" not in _connect_args("mysql+mysqldb://nova@127.0.0.1/nova", read_timeout=None)
 
 
 def test_settings_in_the_url_win_over_the_defaults():

@@ -203,3 +203,23 @@ def test_deleting_a_compute_service_deletes_its_hypervisor_records(services):
     again = services.register("compute1", "nova-compute", 1)
     node = services.report_node(again.uuid, "compute1", resources)
     assert node.service_id == again.id
+
+
+@pytest.mark.only_backend("mariadb")
+def test_an_explicit_pymysql_url_still_selects_pymysql_and_works(migrated_database_url):
+    # mysql:// and mariadb:// get mysqlclient (db/engine.py); mysql+pymysql:// keeps the pure-Python driver.
+    from novalite import config
+
+    url = sa.engine.make_url(migrated_database_url).set(drivername="mysql+pymysql")
+    engine = db_engine.make_engine(url.render_as_string(hide_password=False))
+    try:
+        assert engine.dialect.driver == "pymysql"
+        settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": str(url),
+                                        "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
+        services = Services(engine, settings)
+        state = services.register("compute1", "nova-compute", 1)
+        services.heartbeat(state.uuid)
+        assert _row(services, state.uuid).report_count == 1
+        assert [s.host for s in services.list()] == ["compute1"]
+    finally:
+        engine.dispose()
