@@ -187,6 +187,26 @@ def test_listing_liveness_in_sql_matches_the_python_rule(services):
                          "forced-fresh": False, "old-beat-new-row": False}
 
 
+def test_a_listing_shows_updated_at_as_the_api_does_for_one_service(services):
+    # The database formats a listing's updated_at (db.api_time); it must be timeutils.isotime's text on every
+    # backend, whole seconds and the last microsecond included, and what the one-service path shows.
+    import datetime as dt
+
+    from novalite.timeutils import isotime
+
+    stamps = {"whole-second": dt.datetime(2026, 1, 2, 3, 4, 5), "micro": dt.datetime(2026, 12, 31, 23, 59, 59, 999999),
+              "never": None}
+    states = {host: services.register(host, "nova-compute", 1) for host in stamps}
+    with services.engine.begin() as conn:
+        for host, stamp in stamps.items():
+            conn.execute(db.services.update().where(db.services.c.host == host).values(updated_at=stamp))
+    listed = {state.host: state.updated_at for state in services.list()}
+    assert listed == {host: isotime(stamp) for host, stamp in stamps.items()}
+    assert listed == {"whole-second": "2026-01-02T03:04:05.000000", "micro": "2026-12-31T23:59:59.999999",
+                      "never": None}
+    assert {host: services.get_by_uuid(state.uuid).updated_at for host, state in states.items()} == listed
+
+
 def test_deleting_a_compute_service_deletes_its_hypervisor_records(services):
     # spec 3.5 step 5: the compute_nodes rows of the service (or host) are soft-deleted too
     from novalite.db import compute_nodes as nodes_db

@@ -10,7 +10,9 @@ import datetime as dt
 import functools
 import uuid as uuidlib
 
-from sqlalchemy import Connection, DateTime, Row, bindparam, case, false, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Row, String, bindparam, case, false, func, insert, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from novalite.db.models import ComputeNode, Instance, Migration, Service
 from novalite.timeutils import utcnow
@@ -27,8 +29,34 @@ _live_services = select(services).where(services.c.deleted == 0)
 
 # Hot-path statements are built once; SQLAlchemy then reuses their compiled form.
 
-# The columns a service listing returns, in this order (see service_list_rows). "up" is liveness
-# (spec 4.1-4.2) evaluated by the database for the window [earliest, latest] that
+
+class api_time(FunctionElement):
+    """A timestamp column as Nova's API text, e.g. 2012-10-29T13:42:02.000000 (timeutils.isotime), made by the
+    database: a listing of thousands then skips a datetime object and its isoformat per row (half the Python
+    time of listing 1,000 services). Every backend stores microseconds; SQLite stores the text
+    "2012-10-29 13:42:02.000000" (SQLAlchemy's format), so there the T is all that changes."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(api_time, "sqlite")
+def _api_time_sqlite(element, compiler, **kw):
+    return compiler.process(func.replace(*element.clauses, " ", "T"), **kw)
+
+
+@compiles(api_time, "postgresql")
+def _api_time_postgresql(element, compiler, **kw):
+    return compiler.process(func.to_char(*element.clauses, 'YYYY-MM-DD"T"HH24:MI:SS.US'), **kw)
+
+
+@compiles(api_time, "mysql")
+def _api_time_mysql(element, compiler, **kw):
+    return compiler.process(func.date_format(*element.clauses, "%Y-%m-%dT%H:%i:%s.%f"), **kw)
+
+
+# The columns a service listing returns, in this order (see service_list_rows); updated_at is api_time's
+# text. "up" is liveness (spec 4.1-4.2) evaluated by the database for the window [earliest, latest] that
 # novalite.domain.liveness.UpWindow defines; UpWindow.is_up is the same rule for one row in Python.
 LISTED_COLUMNS = ("id", "uuid", "host", "binary", "topic", "disabled", "disabled_reason", "forced_down",
                   "updated_at", "up")
@@ -38,7 +66,7 @@ _up = case(
     else_=_last_heartbeat.between(bindparam("earliest", type_=DateTime()), bindparam("latest", type_=DateTime())),
 )
 _list_services = (
-    select(*(services.c[name] for name in LISTED_COLUMNS[:-1]), _up)
+    select(*(services.c[name] for name in LISTED_COLUMNS[:-2]), api_time(services.c.updated_at), _up)
     .where(services.c.deleted == 0)
     .order_by(services.c.id)
 )
@@ -48,7 +76,7 @@ def service_list_rows(conn: Connection, earliest: dt.datetime, latest: dt.dateti
     """Every live service as plain driver tuples of LISTED_COLUMNS, the cheap form for large listings.
 
     Values come as the driver returns them, without SQLAlchemy's result processing (which costs
-    more than the query): booleans may be 0/1 and updated_at text on SQLite (timeutils.as_datetime).
+    more than the query): booleans may be 0/1.
     """
     result = conn.execute(_list_services, {"earliest": earliest, "latest": latest})
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from novalite.api.microversion import v
+from novalite.api.microversion import Version, v
 from novalite.api.policies import services as policies
 from novalite.api.schemas import services as schemas
 from novalite.api.validation import for_version, to_bool, validate_body, validate_query
 from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain.services import ServiceState
 from novalite.exceptions import BadRequest, NotFound
-from novalite.timeutils import isotime
 from novalite.uuidutils import is_uuid_like
 
 V2_11, V2_53 = v("2.11"), v("2.53")
@@ -20,20 +19,30 @@ def _authorize(req: ApiRequest, action: str) -> None:
 
 
 def service_view(state: ServiceState, req: ApiRequest) -> dict:
-    """One service as GET and the 2.53 PUT show it, keys in Nova's order (spec 3.2)."""
-    view = {
-        "binary": state.binary,
-        "host": state.host,
-        "id": state.uuid if req.version >= V2_53 else state.id,
-        "zone": state.zone,
-        "status": "disabled" if state.disabled else "enabled",
-        "state": "up" if state.up else "down",
-        "updated_at": isotime(state.updated_at),
-        "disabled_reason": state.disabled_reason,
-    }
-    if req.version >= V2_11:
-        view["forced_down"] = state.forced_down
-    return view
+    """One service as GET and the 2.53 PUT show it (service_views)."""
+    return service_views([state], req.version)[0]
+
+
+def service_views(states: list[ServiceState], version: Version) -> list[dict]:
+    """Services as GET and the 2.53 PUT show them, keys in Nova's order (spec 3.2); one pass, the version
+    compared once, as a listing of 10,000 needs."""
+    by_uuid, with_forced_down = version >= V2_53, version >= V2_11
+    views = []
+    for state in states:
+        view = {
+            "binary": state.binary,
+            "host": state.host,
+            "id": state.uuid if by_uuid else state.id,
+            "zone": state.zone,
+            "status": "disabled" if state.disabled else "enabled",
+            "state": "up" if state.up else "down",
+            "updated_at": state.updated_at,
+            "disabled_reason": state.disabled_reason,
+        }
+        if with_forced_down:
+            view["forced_down"] = state.forced_down
+        views.append(view)
+    return views
 
 
 def list_services(req: ApiRequest) -> Reply:
@@ -41,8 +50,7 @@ def list_services(req: ApiRequest) -> Reply:
     _authorize(req, policies.LIST)
     host = query.get("host", [""])[-1]
     binary = query.get("binary", [""])[-1]
-    states = req.app.services.list(host=host, binary=binary)
-    return Reply(200, {"services": [service_view(s, req) for s in states]})
+    return Reply(200, {"services": service_views(req.app.services.list(host=host, binary=binary), req.version)})
 
 
 # -- PUT /os-services/{action}, 2.1–2.52 ------------------------------------------------------------
