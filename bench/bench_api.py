@@ -204,9 +204,11 @@ def _wait_until_serving(server: Server) -> None:
 
 @contextmanager
 def running_api(root: Path, database_url: str, workers: int, threads: int,
-                options: dict[str, dict[str, str]] | None = None, heartbeat_listener: bool = False) -> Iterator[Server]:
+                options: dict[str, dict[str, str]] | None = None, heartbeat_listener: bool = False,
+                worker: str | None = None) -> Iterator[Server]:
     """``novalite api`` on ``database_url`` until the block ends; ``options``: more config sections/values;
-    ``heartbeat_listener``: with its heartbeat listener on a port of its own (server.heartbeat_port)."""
+    ``heartbeat_listener``: with its heartbeat listener on a port of its own (server.heartbeat_port); ``worker``:
+    novalite api --worker (default: its own choice)."""
     server = Server(root=root, port=free_port(), admin_token=write_secret(root / "admin-token"),
                     agent_token=write_secret(root / "agent-token"), database_url=database_url,
                     heartbeat_port=free_port() if heartbeat_listener else None)
@@ -218,7 +220,8 @@ def running_api(root: Path, database_url: str, workers: int, threads: int,
     server.proc = _novalite(
         ["api", "--config-file", str(server.config_file), "--bind", f"127.0.0.1:{server.port}",
          "--workers", str(workers), "--threads", str(threads),
-         "--heartbeat-bind", f"127.0.0.1:{server.heartbeat_port}" if server.heartbeat_port else ""],
+         "--heartbeat-bind", f"127.0.0.1:{server.heartbeat_port}" if server.heartbeat_port else ""]
+        + (["--worker", worker] if worker else []),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_until_serving(server)

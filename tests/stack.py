@@ -112,9 +112,10 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_api(self, workers: int = 2) -> zygote.Process:
+    def start_api(self, workers: int = 2, *, threads: int = 1, access_log: bool = False) -> zygote.Process:
         proc = self.spawn(["api", "--config-file", str(self.config_file), "--bind", f"{self.bind_host}:{self.port}",
-                            "--workers", str(workers)], "api.log")
+                           "--workers", str(workers), "--threads", str(threads)]
+                          + (["--access-log"] if access_log else []), "api.log")
 
         def ready():
             if proc.poll() is not None:

@@ -27,6 +27,7 @@ from novalite.db.api import services as services_table
 from novalite.domain.heartbeats import AsyncHeartbeats
 from tests import databases
 from tests.clients import run_cli
+from tests.raw_http import Connection
 from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.live
@@ -72,34 +73,6 @@ def heartbeat_columns(stack: Stack, service_uuid: str) -> tuple[int, object] | N
 def put(service_uuid: str, token: str, *, extra: str = "", version: str = "1.1") -> bytes:
     return (f"PUT /agent/v1/services/{service_uuid}/heartbeat HTTP/{version}\r\nHost: novalite\r\n"
             f"X-Agent-Token: {token}\r\nContent-Length: 0\r\n{extra}\r\n").encode()
-
-
-class Connection:
-    """A raw TCP connection to the listener: send bytes, read whole responses (status, headers, body)."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1"):
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.reader = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        status_line = self.reader.readline()
-        assert status_line.startswith(b"HTTP/1.1 "), status_line
-        headers = {}
-        while (line := self.reader.readline()) not in (b"\r\n", b""):
-            name, _sep, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = self.reader.read(int(headers.get("content-length", 0)))
-        return int(status_line.split()[1]), headers, body
-
-    def closed_by_server(self) -> bool:
-        return self.reader.read(1) == b""
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -44,6 +44,11 @@ def heartbeat_idle_timeout(settings: Settings) -> float:
     return max(60.0, 2.5 * settings.DEFAULT.report_interval)
 
 
+# novalite's worker (api/http_worker.py) serves one request at a time with the least CPU per request: the default
+# with one thread; gunicorn's threaded worker serves --threads requests at once per worker.
+WORKER_CLASSES = {"novalite": "novalite.api.http_worker.HttpToolsWorker", "gthread": "gthread"}
+
+
 def check_schema(settings: Settings) -> None:
     engine = db_engine.make_engine(settings.database.connection)
     try:
@@ -59,7 +64,7 @@ def check_schema(settings: Settings) -> None:
 
 def serve(
     settings: Settings, base_dir: str | None, bind: str, workers: int, threads: int, access_log: bool,
-    heartbeat_bind: str = "",
+    heartbeat_bind: str = "", worker: str = "novalite",
 ) -> None:
     check_schema(settings)
     heartbeat_socket = None
@@ -78,7 +83,7 @@ def serve(
     options = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": WORKER_CLASSES[worker],
         "threads": threads,
         "timeout": 60,
         "graceful_timeout": 5,

@@ -28,8 +28,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     heartbeat_bind = settings.api.heartbeat_listen if args.heartbeat_bind is None else args.heartbeat_bind
+    worker = args.worker or ("novalite" if args.threads == 1 else "gthread")
+    if worker == "novalite" and args.threads != 1:
+        raise SystemExit("novalite api: the novalite worker serves one request at a time; --threads needs "
+                         "--worker gthread")
     serve(settings, base_dir_of(args.config_file), args.bind, args.workers, args.threads, args.access_log,
-          heartbeat_bind)
+          heartbeat_bind, worker)
     return 0
 
 
@@ -169,6 +173,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1,
                    help="threads per worker (1 measured fastest on 2 cores: bench/README.md)")
+    p.add_argument("--worker", choices=["novalite", "gthread"], default=None,
+                   help="gunicorn worker: novalite's (asyncio + httptools, one request at a time; the default with "
+                        "1 thread) or gunicorn's threaded one (the default with more threads)")
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--heartbeat-bind", default=None, metavar="HOST:PORT",
                    help="also take the agents' heartbeats here, on asyncio (default: [api] heartbeat_listen; "
