@@ -157,6 +157,16 @@ def test_a_request_that_asks_for_it_gets_its_answer_then_the_connection_closes(s
     assert heartbeat_columns(stack, service_uuid)[0] == 1
 
 
+def test_a_heartbeat_pipelined_after_one_that_closes_the_connection_is_not_written(stack, connect):
+    service_uuid = register(stack, "closing-pipelined")
+    conn = connect()
+    token = stack.agent_token
+    conn.send(put(service_uuid, token, extra="Connection: close\r\n") + put(service_uuid, token))
+    assert conn.response()[0] == 204
+    assert conn.closed_by_server()
+    assert heartbeat_columns(stack, service_uuid)[0] == 1
+
+
 def test_a_malformed_request_gets_a_400_and_the_connection_closes(stack, connect):
     conn = connect()
     conn.send(b"PUT /agent/v1/services/x/heartbeat HTTP/1.1\r\nContent-Length: nonsense\r\n\r\n")

@@ -81,6 +81,37 @@ def test_a_request_that_asks_for_it_is_answered_then_its_connection_closed(stack
     assert conn.closed_by_server()
 
 
+def register_request(stack: Stack, host: str, *headers: str, chunked: bool = False) -> bytes:
+    body = json.dumps({"host": host, "binary": "nova-compute", "version": 73}).encode()
+    head = [f"X-Agent-Token: {stack.agent_token}", "Content-Type: application/json", *headers]
+    if not chunked:
+        return request("POST", "/agent/v1/services", *head, body=body)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+    return ("\r\n".join(["POST /agent/v1/services HTTP/1.1", "Host: x", *head, "Transfer-Encoding: chunked"])
+            + "\r\n\r\n").encode() + chunks
+
+
+def registered_hosts(stack: Stack) -> set[str]:
+    return {s["host"] for s in stack.services()}
+
+
+def test_a_request_pipelined_after_one_that_closes_the_connection_is_not_served(stack, connect):
+    conn = connect()
+    conn.send(request("GET", "/", "Connection: close") + register_request(stack, "after-close"))
+    status, headers, _body = conn.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert conn.closed_by_server()
+    assert "after-close" not in registered_hosts(stack)
+
+
+def test_a_chunked_request_body_reaches_the_app_whole(stack, connect):
+    conn = connect()
+    conn.send(register_request(stack, "chunked", chunked=True))
+    status, _headers, body = conn.response()
+    assert status == 200 and json.loads(body)["service"]["host"] == "chunked"
+    assert "chunked" in registered_hosts(stack)
+
+
 def test_expect_100_continue_gets_its_interim_answer_before_the_body_is_sent(stack, connect):
     conn = connect()
     body = json.dumps({"host": "expecting", "binary": "nova-compute", "version": 73}).encode()

@@ -196,6 +196,8 @@ class _Connection(asyncio.Protocol):
             self._accept = value
 
     def on_message_complete(self) -> None:
+        if self.closing:
+            return  # a request pipelined after one that closed the connection is not served
         close = not self.parser.should_keep_alive()
         routed = self.listener.route(self.parser.get_method(), self._url, self._token, self._accept)
         if isinstance(routed, tuple):

@@ -10,8 +10,9 @@ worker as the threaded worker with one thread, without the hand-offs.
 
 The WSGI side is PEP 3333's: the environ gunicorn would build (PATH_INFO %-decoded as latin-1, HTTP_* headers,
 headers with an underscore dropped as gunicorn does, repeated ones joined with commas), a complete
-``wsgi.input``, ``start_response`` with ``exc_info``, any iterable (closed after), a body framed by the app's
-Content-Length or, without one, by the length of what it returned. HTTP/1.1 connections stay open (pipelined
+``wsgi.input`` (a chunked body arrives whole, with its CONTENT_LENGTH), ``start_response`` with ``exc_info``,
+any iterable (closed after), a body framed by the app's Content-Length or, without one, by the length of what
+it returned. HTTP/1.1 connections stay open (pipelined
 requests are answered in order); HTTP/1.0 and ``Connection: close`` close after the answer; ``Expect:
 100-continue`` gets its 100; HEAD gets no body; a malformed request a 400 and the connection closed; a body
 over MAX_BODY a 413.
@@ -40,6 +41,7 @@ from gunicorn.workers.base import Worker
 
 MAX_BODY = 1024 * 1024  # larger request bodies are refused (413); Nova's own limit is 112 KiB
 MAX_URL = 65536
+MAX_HEADERS = 256 * 1024  # names and values together
 IDLE_CHECK = 1.0  # seconds between two looks at the worker's state (notify the master, stop, idle connections)
 NO_BODY_STATUSES = (204, 304)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -126,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_size = 0
         self._body: list[bytes] = []
         self._body_size = 0
 
@@ -147,7 +150,9 @@ class _Connection(asyncio.Protocol):
         self.idle_since = None
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:  # malformed; or a callback refused it (too large)
+        except httptools.HttpParserError as error:  # malformed; or a callback refused it (too large)
+            if isinstance(error.__context__, BaseException) and not isinstance(error.__context__, Exception):
+                raise error.__context__ from None  # gunicorn's SIGQUIT / SIGINT (sys.exit) during a request
             self._refuse(_TOO_LARGE if self._body_size > MAX_BODY else _BAD_REQUEST)
         if not self.closing:
             self.idle_since = self.loop.time()
@@ -165,7 +170,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body, self._body_size = b"", [], [], 0
+        self._url, self._headers, self._header_size, self._body, self._body_size = b"", [], 0, [], 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -173,6 +178,9 @@ class _Connection(asyncio.Protocol):
             raise ValueError("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value)
+        if self._header_size > MAX_HEADERS:
+            raise ValueError("request headers too large")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -187,6 +195,8 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.closing:
+            return  # a request pipelined after one that closed the connection is not served
         started = time.time()
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method().decode("latin-1")
@@ -236,6 +246,8 @@ class _Connection(asyncio.Protocol):
                 key = "HTTP_" + key
             value = raw_value.decode("latin-1").strip()
             environ[key] = f"{environ[key]},{value}" if key in environ else value
+        if environ.pop("HTTP_TRANSFER_ENCODING", None) is not None:
+            environ["CONTENT_LENGTH"] = str(self._body_size)  # a chunked body, read whole: the app sees its length
         return environ
 
     def _log_access(self, environ: dict, response: bytes, started: float) -> None:
@@ -281,6 +293,8 @@ class _Connection(asyncio.Protocol):
             elif lowered == "connection":
                 close = value.strip().lower() == "close"
                 continue
+            elif lowered == "transfer-encoding":
+                continue  # the body goes whole, with its Content-Length
             head.append(f"{name}: {value}".encode("latin-1"))
         if code in NO_BODY_STATUSES or code < 200:
             body = b""
