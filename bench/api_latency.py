@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers of novalite api (default 2)")
     p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (default 1, as novalite api)")
     p.add_argument("--worker", default="", help="novalite api --worker: novalite or gthread, or both in turn on the "
-                   "same database (novalite,gthread) to compare them in one run (default: novalite api's choice)")
+                   "run (novalite,gthread), each on a fresh database, to compare them (default: novalite api's choice)")
     p.add_argument("--register-clients", type=int, default=8,
                    help="concurrent agent registrations while filling (default 8)")
     p.add_argument("--database-url", default=None,
@@ -277,23 +277,25 @@ def main(argv: list[str] | None = None) -> int:
           "server alone would do.")
     print(f"microversion {VERSION}; keep-alive connections; per cell at most {args.requests} requests "
           f"or {args.max_seconds:g} s; force-down alternates forced_down true/false.", flush=True)
-    runs: dict[str, list[Cell]] = {}
+    runs: list[tuple[str, list[Cell]]] = []
+    backend = ""
     try:
-        with scratch_database(args.database_url or "sqlite", root) as url:
-            backend = backend_of(url)
-            for worker in args.worker.split(",") if args.worker else [None]:
-                (root / str(worker)).mkdir()
-                with running_api(root / str(worker), url, args.workers, args.threads, worker=worker) as server:
-                    print(f"novalite api under gunicorn: {args.workers} workers x {args.threads} threads, "
-                          f"{worker or 'its default'} worker; {describe(url)}", flush=True)
-                    runs[worker or ""] = measure_sizes(server, args.sizes, args.clients, args.requests,
-                                                       args.max_seconds, args.register_clients)
+        for n, worker in enumerate(args.worker.split(",") if args.worker else [None]):
+            run_root = root / f"{n}-{worker}"
+            run_root.mkdir()
+            with (scratch_database(args.database_url or "sqlite", run_root) as url,
+                  running_api(run_root, url, args.workers, args.threads, worker=worker) as server):
+                backend = backend_of(url)
+                print(f"novalite api under gunicorn: {args.workers} workers x {args.threads} threads, "
+                      f"{worker or 'its default'} worker; {describe(url)}", flush=True)
+                runs.append((worker or "", measure_sizes(server, args.sizes, args.clients, args.requests,
+                                                         args.max_seconds, args.register_clients)))
     finally:
         if args.keep:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    for worker, cells in runs.items():
+    for worker, cells in runs:
         print(f"\n{worker} worker:" if worker else "")
         print_table(cells, backend)
     print()
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     print("target med: the issue's target median (force-down <= 1 ms on SQLite, <= 3 ms on PostgreSQL and MariaDB; "
           "list of 1,000 <= 5 ms).")
     print("Nova 34 med: real Nova 34 measured on this machine (force-down 15.5 ms; list of 1,000 210 ms).")
-    return 1 if any(c.errors for cells in runs.values() for c in cells) else 0
+    return 1 if any(c.errors for _worker, cells in runs for c in cells) else 0
 
 
 if __name__ == "__main__":
