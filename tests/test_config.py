@@ -49,6 +49,10 @@ def test_file_then_environment(tmp_path):
     ({"NOVALITE_API__NOPE": "1"}, "unknown option [api] nope"),
     ({"NOVALITE_NOSUCHGROUP__X": "1"}, "unknown option group [nosuchgroup]"),
     ({"NOVALITE_REPORT_INTERVAL": "soon"}, "could not convert"),
+    ({"NOVALITE_DATABASE__MAX_POOL_SIZE": "0"}, "[database] max_pool_size must be at least 1"),
+    ({"NOVALITE_DATABASE__MAX_OVERFLOW": "-1"}, "[database] max_overflow must not be negative"),
+    ({"NOVALITE_DATABASE__POOL_TIMEOUT": "0"}, "[database] pool_timeout must be greater than 0"),
+    ({"NOVALITE_DATABASE__CONNECTION_RECYCLE_TIME": "0"}, "[database] connection_recycle_time must be greater"),
 ])
 def test_bad_settings_are_refused_clearly(environ, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):

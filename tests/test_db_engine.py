@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
+from novalite import config
 from novalite.db import engine as db_engine
 
 pytestmark = pytest.mark.no_database
@@ -55,6 +56,20 @@ def test_settings_in_the_url_win_over_the_defaults():
 def test_pool_waits_are_bounded():
     engine = db_engine.make_engine("postgresql+psycopg://nova@127.0.0.1/nova")
     assert engine.pool.timeout() == db_engine.POOL_TIMEOUT
+
+
+@pytest.mark.parametrize("url", ["postgresql://nova@127.0.0.1/nova", "mysql://nova@127.0.0.1/nova",
+                                 "sqlite:////tmp/novalite-pool-test/n.sqlite"])
+def test_the_pool_follows_the_database_options(url):
+    # [database] max_pool_size, max_overflow, pool_timeout, connection_recycle_time (oslo.db's names).
+    settings = config.load(environ={"NOVALITE_API__AUTH_STRATEGY": "noauth2", "NOVALITE_DATABASE__CONNECTION": url,
+                                    "NOVALITE_DATABASE__MAX_POOL_SIZE": "7", "NOVALITE_DATABASE__MAX_OVERFLOW": "2",
+                                    "NOVALITE_DATABASE__POOL_TIMEOUT": "1.5",
+                                    "NOVALITE_DATABASE__CONNECTION_RECYCLE_TIME": "600"})
+    engine = db_engine.engine_for(settings.database)
+    assert (engine.pool.timeout(), engine.pool.size(), engine.pool._max_overflow) == (1.5, 7, 2)
+    if not url.startswith("sqlite"):  # a SQLite file is never cut by a server's idle timeout
+        assert engine.pool._recycle == 600
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

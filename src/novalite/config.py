@@ -221,6 +221,13 @@ def _is_pattern(entry: str) -> bool:
 @dataclass
 class DatabaseOpts:
     connection: str = "sqlite:///novalite.sqlite"
+    # Each process's connection pool (PostgreSQL, MariaDB), under oslo.db's option names, with novalite's defaults
+    # (db/engine.py): connections kept open, more opened when all are busy, seconds a request waits for one
+    # before its 500, seconds before a connection is replaced (under the server's idle timeout).
+    max_pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 3.0
+    connection_recycle_time: int = 3600
 
 
 @dataclass
@@ -274,6 +281,7 @@ class Settings:
             raise ValueError("[api] auth_strategy = token needs [api] admin_token_file")
         self._validate_compute()
         self._validate_scheduler()
+        self._validate_database()
         self._validate_host_groups()
         if self.DEFAULT.service_down_time <= self.DEFAULT.report_interval:
             LOG.warning(
@@ -282,6 +290,17 @@ class Settings:
                 self.DEFAULT.report_interval,
                 self.effective_service_down_time,
             )
+
+    def _validate_database(self) -> None:
+        d = self.database
+        if d.max_pool_size < 1:
+            raise ValueError("[database] max_pool_size must be at least 1")
+        if d.max_overflow < 0:
+            raise ValueError("[database] max_overflow must not be negative")
+        if d.pool_timeout <= 0:
+            raise ValueError("[database] pool_timeout must be greater than 0")
+        if d.connection_recycle_time <= 0:
+            raise ValueError("[database] connection_recycle_time must be greater than 0")
 
     def _validate_scheduler(self) -> None:
         s = self.scheduler

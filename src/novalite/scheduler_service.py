@@ -190,7 +190,7 @@ def run_scheduler(settings: Settings, host: str) -> None:
     """Run until SIGINT or SIGTERM."""
 
     async def main() -> None:
-        engine = db_engine.make_engine(settings.database.connection)
+        engine = db_engine.engine_for(settings.database)
         service = SchedulerService(engine, settings, host)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,7 +16,7 @@ from novalite.api.handlers import versions
 from novalite.api.policy import Enforcer
 from novalite.api.wsgi import ApiRequest, ComputeEndpoint, PlainEndpoint, set_bare_not_found, set_reply
 from novalite.config import Settings
-from novalite.db.engine import make_engine
+from novalite.db.engine import engine_for
 from novalite.domain.host_work import HostWork
 from novalite.domain.servers import Servers
 from novalite.domain.services import Services
@@ -149,7 +149,7 @@ def make_application(settings: Settings, engine: Engine, enforcer: Enforcer | No
 
 def create_application(settings: Settings, base_dir: str | None = None) -> Application:
     """The domain objects, policy enforcer and agent credential of one API process, over its own engine."""
-    engine = make_engine(settings.database.connection)
+    engine = engine_for(settings.database)
     agent_token = read_secret(settings.api.agent_token_file) if settings.api.agent_token_file else None
     return make_application(settings, engine, Enforcer(settings.oslo_policy, base_dir=base_dir),
                             auth.AgentAuth(agent_token))

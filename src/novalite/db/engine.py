@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+from novalite.config import DatabaseOpts
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
@@ -37,12 +39,13 @@ CONNECT_TIMEOUT = 5
 # so the client gets a 500 rather than a reset; far over any statement novalite runs (listing 10,000
 # services takes tens of milliseconds). Schema migrations run without it.
 READ_TIMEOUT = 30
-# The longest a request waits for a pooled connection when all are in use.
-POOL_TIMEOUT = 3
-POOL_SIZE = 5
-MAX_OVERFLOW = 10
-# Connections are replaced after an hour, before servers' idle timeouts (MariaDB's wait_timeout) cut them.
-POOL_RECYCLE = 3600
+# The pool's defaults ([database] pool_timeout, max_pool_size, max_overflow, connection_recycle_time): the longest
+# a request waits for a pooled connection when all are in use; connections kept; more opened when all are busy;
+# connections are replaced after an hour, before servers' idle timeouts (MariaDB's wait_timeout) cut them.
+POOL_TIMEOUT = DatabaseOpts.pool_timeout
+POOL_SIZE = DatabaseOpts.max_pool_size
+MAX_OVERFLOW = DatabaseOpts.max_overflow
+POOL_RECYCLE = DatabaseOpts.connection_recycle_time
 SQLITE_BUSY_TIMEOUT_MS = 10000
 
 # Set in a pooled connection's info when it is checked out, cleared by its first statement.
@@ -91,14 +94,23 @@ def connect_args(url: URL, read_timeout: int | None = READ_TIMEOUT) -> dict[str,
     return {key: value for key, value in args.items() if key not in url.query}
 
 
-def make_engine(url: str, *, read_timeout: int | None = READ_TIMEOUT) -> Engine:
+def engine_for(database: DatabaseOpts) -> Engine:
+    """The engine of a process's [database] settings."""
+    return make_engine(database.connection, pool_size=database.max_pool_size, max_overflow=database.max_overflow,
+                       pool_timeout=database.pool_timeout, pool_recycle=database.connection_recycle_time)
+
+
+def make_engine(url: str, *, read_timeout: int | None = READ_TIMEOUT, pool_size: int = POOL_SIZE,
+                max_overflow: int = MAX_OVERFLOW, pool_timeout: float = POOL_TIMEOUT,
+                pool_recycle: int = POOL_RECYCLE) -> Engine:
     """The engine for ``url``; ``read_timeout=None`` lets statements run as long as they need (migrations)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         pool_args: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            pool_args["pool_timeout"] = POOL_TIMEOUT  # a file's pool is a queue; memory has one connection
+            # A file's pool is a queue, as a server's; memory has one connection.
+            pool_args.update(pool_timeout=pool_timeout, pool_size=pool_size, max_overflow=max_overflow)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **pool_args)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -109,8 +121,8 @@ def make_engine(url: str, *, read_timeout: int | None = READ_TIMEOUT) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.drivername in ("mysql", "mariadb"):
         parsed = parsed.set(drivername="mysql+mysqldb")
-    engine = create_engine(parsed, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_timeout=POOL_TIMEOUT,
-                           pool_recycle=POOL_RECYCLE, connect_args=connect_args(parsed, read_timeout))
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+                           pool_recycle=pool_recycle, connect_args=connect_args(parsed, read_timeout))
     _retry_first_statement_on_disconnect(engine)
     return engine
 
