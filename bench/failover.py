@@ -83,15 +83,8 @@ from failover_agents import agents, cpu_hogs, load_average, ms_columns, p99  # n
 
 from novalite.cli.up import seed_flavors  # noqa: E402
 from novalite.config import MonitorOpts  # noqa: E402
-from novalite.monitor.detection import (  # noqa: E402
-    Detector,
-    HostFailed,
-    HostReturned,
-    HostSuspect,
-    decode_probe,
-    encode_beat,
-    encode_probe_reply,
-)
+from novalite.monitor.detection import Detector, HostFailed, HostReturned, HostSuspect  # noqa: E402
+from novalite.monitor.heartbeat_wire import decode_probe, encode_beat, encode_probe_reply  # noqa: E402
 from novalite.monitor.journal import Journal  # noqa: E402
 from novalite.nudge import parse_address  # noqa: E402
 from tests.clients import agent_process  # noqa: E402

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from novalite.config import MonitorOpts
-from novalite.monitor.detection import Beat, ProbeReply, decode, encode_probe
+from novalite.monitor.heartbeat_wire import Beat, ProbeReply, decode, encode_probe
 from novalite.secret_files import ensure_secret
 from tests.stack import Stack, wait_until
 

@@ -18,14 +18,10 @@ import time
 import pytest
 
 from novalite.config import MonitorOpts
-from novalite.monitor.detection import (
-    READ_BATCH,
+from novalite.monitor.detection import READ_BATCH, Detector, HostFailed, HostReturned, HostSuspect
+from novalite.monitor.heartbeat_sender import HeartbeatSender
+from novalite.monitor.heartbeat_wire import (
     Beat,
-    Detector,
-    HeartbeatSender,
-    HostFailed,
-    HostReturned,
-    HostSuspect,
     Leave,
     Probe,
     ProbeReply,

@@ -18,7 +18,7 @@ Start, in Nova's order (Service.start, then ComputeManager.init_host):
 5. only then heartbeat, report resources and work, as three tasks: a host that comes back never
    counts as up while it still holds a copy of a server that now runs elsewhere. If the control plane
    cannot be reached during 3 or 4, the agent keeps trying and does not heartbeat meanwhile.
-   With a fault monitor ([monitor] heartbeat_address), its UDP heartbeats (monitor/detection.py) start
+   With a fault monitor ([monitor] heartbeat_address), its UDP heartbeats (monitor/heartbeat_sender.py) start
    then too: a returning host reads as returned only once its evacuated copies are gone.
 """
 
@@ -36,7 +36,7 @@ from novalite.agent.virt import load_driver
 from novalite.agent.virt.driver import ComputeDriver
 from novalite.agent.work import RETRY_DELAY, WorkRunner
 from novalite.asyncutils import sleep_unless_stopped
-from novalite.monitor.detection import HeartbeatSender
+from novalite.monitor.heartbeat_sender import HeartbeatSender
 from novalite.nudge import NudgeListener
 
 LOG = logging.getLogger("novalite.compute")

@@ -3,10 +3,11 @@
 A separate process. It acts on the control plane only through the public compute API (a keystoneauth
 session, so the same monitor works against a real Nova), and has its own channels to the hosts.
 
-    detection.py   the heartbeat wire format (HMAC-SHA256, sequence numbers), the agents' sender, and the
-                   Detector: UDP heartbeats every [monitor] heartbeat_interval; a host is *suspect* after
-                   suspect_after missed intervals, then probed actively (the second channel); it has
-                   *failed* when both channels agree. Emits HostFailed / HostReturned events.
+    heartbeat_wire.py    the heartbeat datagrams (HMAC-SHA256, incarnations, sequence numbers).
+    heartbeat_sender.py  the agents' side: a beat every [monitor] heartbeat_interval, answers to probes.
+    detection.py   the Detector: a host is *suspect* after suspect_after missed intervals, then probed
+                   actively (the second channel); it has *failed* when both channels agree. Emits
+                   HostFailed / HostReturned events.
     fencing.py     pluggable fencers (none, command, redfish via sushy, ipmi via pyghmi): power the host
                    off and confirm it before anything else happens.
     gates.py       the safety gates, each a named rule: quorum, mass failure, per-cycle cap, operator-disabled.

@@ -1,4 +1,6 @@
-"""Detection: the heartbeat wire format, the agents' HeartbeatSender and the monitor's Detector.
+"""Detection: the monitor's Detector, which tells from the agents' heartbeats which hosts have failed.
+
+The datagrams are monitor/heartbeat_wire.py's; the agents send them with monitor/heartbeat_sender.py.
 
 Two channels (issue 4, ha-anchors 2.2 and 9): each agent sends a signed UDP heartbeat every
 [monitor] heartbeat_interval; when a host has been silent for suspect_after intervals it is *suspect* and
@@ -16,14 +18,6 @@ decision to fail a host is taken while a datagram waits unread.
     failed   a beat sent after it was failed      → alive    (HostReturned)
     any      a "leave" of its current incarnation → left     (a clean agent stop: never failed, not counted)
     left     a beat                               → alive
-
-Wire format (big-endian), every datagram ends with HMAC-SHA256(key, everything before it); the key is the
-content of [monitor] heartbeat_key_file (novalite.secret_files.read_secret) as UTF-8 bytes:
-
-    beat    "NLhb" 1 1  incarnation:u64 seq:u64 sent_ns:u64  host (UTF-8, 1–255 bytes)
-    probe   "NLhb" 1 2  nonce:16 bytes                        host
-    reply   "NLhb" 1 3  nonce:16 bytes incarnation:u64        host
-    leave   "NLhb" 1 4  incarnation:u64 seq:u64 sent_ns:u64  host   (sent three times by a stopping agent)
 
 A clean stop of an agent (SIGTERM: an operator's restart, maintenance) is not a failure: its sender says
 "leave" as it stops, and the host is *left* — no longer watched, no longer counted by the quorum — until
@@ -44,36 +38,27 @@ of the sender's own clock, so no clock skew between host and monitor matters.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import secrets
-import select
 import socket
-import struct
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from novalite.config import MonitorOpts
-from novalite.nudge import parse_address
+from novalite.monitor.heartbeat_wire import (
+    NONCE_SIZE,
+    Beat,
+    Leave,
+    ProbeReply,
+    decode,
+    encode_probe,
+    format_address,
+)
 
 LOG = logging.getLogger("novalite.monitor.detection")
 
-MAGIC = b"NLhb"
-VERSION = 1
-KIND_BEAT, KIND_PROBE, KIND_REPLY, KIND_LEAVE = 1, 2, 3, 4
-LEAVE_COPIES = 3  # a leave is sent this many times: one lost datagram must not turn a clean stop into a failure
-MAC_SIZE = 32
-NONCE_SIZE = 16
-MAX_HOST_BYTES = 255
-_HEAD = struct.Struct("!4sBB")
-_BEAT = struct.Struct("!4sBBQQQ")
-_PROBE = struct.Struct(f"!4sBB{NONCE_SIZE}s")
-_REPLY = struct.Struct(f"!4sBB{NONCE_SIZE}sQ")
-_FIXED = {KIND_BEAT: _BEAT, KIND_PROBE: _PROBE, KIND_REPLY: _REPLY, KIND_LEAVE: _BEAT}
 # Reading: after each wake-up the Detector drains the socket, then leaves it for READ_PACE seconds, so
 # at 10,000 beats/s one loop iteration takes ~20 datagrams instead of one (the loop's own cost per wake-up
 # is 4 times that of a beat). Beats wait at most READ_PACE in the kernel; every decision drains first.
@@ -84,221 +69,6 @@ READ_BATCH = 512  # at most per drain (about 2 ms of work), so timers keep their
 FULL_DRAIN_BATCHES = 64
 RECEIVE_BUFFER = 4 * 1024 * 1024  # bursts of 1,000 hosts' beats; the kernel caps it at net.core.rmem_max
 RETIRED_INCARNATIONS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Beat:
-    host: str
-    incarnation: int
-    seq: int
-    sent_ns: int  # the sender's wall clock
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    """An agent stopping cleanly: its host is no longer to be watched (until it beats again)."""
-
-    host: str
-    incarnation: int
-    seq: int
-    sent_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    host: str
-    nonce: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeReply:
-    host: str
-    nonce: bytes
-    incarnation: int
-
-
-def _sign(key: bytes, body: bytes) -> bytes:
-    return body + hmac.digest(key, body, hashlib.sha256)
-
-
-def _host_bytes(host: str) -> bytes:
-    raw = host.encode()
-    if not 1 <= len(raw) <= MAX_HOST_BYTES:
-        raise ValueError(f"host name must be 1 to {MAX_HOST_BYTES} bytes of UTF-8: {host!r}")
-    return raw
-
-
-def encode_beat(key: bytes, host: str, seq: int, sent_ns: int, incarnation: int = 0) -> bytes:
-    return _sign(key, _BEAT.pack(MAGIC, VERSION, KIND_BEAT, incarnation, seq, sent_ns) + _host_bytes(host))
-
-
-def encode_leave(key: bytes, host: str, seq: int, sent_ns: int, incarnation: int = 0) -> bytes:
-    return _sign(key, _BEAT.pack(MAGIC, VERSION, KIND_LEAVE, incarnation, seq, sent_ns) + _host_bytes(host))
-
-
-def encode_probe(key: bytes, nonce: bytes, host: str) -> bytes:
-    """A probe for ``host`` (named, so one socket may answer for several simulated hosts)."""
-    return _sign(key, _PROBE.pack(MAGIC, VERSION, KIND_PROBE, nonce) + _host_bytes(host))
-
-
-def encode_probe_reply(key: bytes, host: str, nonce: bytes, incarnation: int = 0) -> bytes:
-    return _sign(key, _REPLY.pack(MAGIC, VERSION, KIND_REPLY, nonce, incarnation) + _host_bytes(host))
-
-
-def decode(key: bytes, data: bytes) -> Beat | Leave | Probe | ProbeReply | None:
-    """The message in ``data``; None if it is foreign, truncated or not signed with ``key``. Never raises."""
-    if len(data) < _HEAD.size + MAC_SIZE or data[:4] != MAGIC:
-        return None
-    body, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
-    if not hmac.compare_digest(hmac.digest(key, body, hashlib.sha256), mac):
-        return None
-    _, version, kind = _HEAD.unpack_from(body)
-    fixed = _FIXED.get(kind)
-    if version != VERSION or fixed is None or not fixed.size < len(body) <= fixed.size + MAX_HOST_BYTES:
-        return None
-    try:
-        host = body[fixed.size:].decode()
-    except UnicodeDecodeError:
-        return None
-    fields = fixed.unpack_from(body)
-    if kind == KIND_BEAT:
-        return Beat(host, fields[3], fields[4], fields[5])
-    if kind == KIND_LEAVE:
-        return Leave(host, fields[3], fields[4], fields[5])
-    if kind == KIND_PROBE:
-        return Probe(host, fields[3])
-    return ProbeReply(host, fields[3], fields[4])
-
-
-def decode_beat(key: bytes, data: bytes) -> Beat | None:
-    message = decode(key, data)
-    return message if isinstance(message, Beat) else None
-
-
-def decode_probe(key: bytes, data: bytes) -> Probe | None:
-    message = decode(key, data)
-    return message if isinstance(message, Probe) else None
-
-
-def decode_probe_reply(key: bytes, data: bytes) -> ProbeReply | None:
-    message = decode(key, data)
-    return message if isinstance(message, ProbeReply) else None
-
-
-def format_address(addr: tuple) -> str:
-    host, port = addr[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class HeartbeatSender:
-    """An agent's side: a beat every ``interval`` to ``address`` ("host:port"), answers to probes.
-
-    The socket is served by a thread of its own rather than the agent's event loop, so a busy or stalled
-    loop (a large batch of work being applied) never reads as a dead host; a stopped or killed process
-    stops it as it stops the agent.
-    """
-
-    def __init__(self, host: str, key: bytes, address: str, interval: float = MonitorOpts.heartbeat_interval):
-        _host_bytes(host)
-        self.host = host
-        self.key = key
-        self.address = address
-        self.interval = interval
-        self.incarnation = secrets.randbits(64)
-        self.seq = 0
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Beat until ``stop`` is set."""
-        target = await self._resolve(stop)
-        if target is None:
-            return
-        family, addr = target
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        halt = threading.Event()
-        thread = threading.Thread(target=self._serve, args=(sock, addr, halt), daemon=True,
-                                  name=f"heartbeat-{self.host}")
-        try:
-            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-            sock.setblocking(False)
-            thread.start()
-            LOG.info("heartbeats of %s to %s every %s s (incarnation %016x)", self.host, self.address,
-                     self.interval, self.incarnation)
-            await stop.wait()
-        finally:
-            halt.set()
-            if thread.is_alive():
-                await asyncio.to_thread(thread.join)
-            sock.close()
-
-    async def _resolve(self, stop: asyncio.Event) -> tuple[int, tuple] | None:
-        loop = asyncio.get_running_loop()
-        failing = False
-        while not stop.is_set():
-            try:
-                host, port = parse_address(self.address)
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-                return infos[0][0], infos[0][4]
-            except (OSError, ValueError) as error:
-                if not failing:
-                    LOG.warning("cannot resolve the monitor's address %r (%s); retrying", self.address, error)
-                    failing = True
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=max(self.interval, 1.0))
-            except TimeoutError:
-                pass
-        return None
-
-    def _serve(self, sock: socket.socket, addr: tuple, halt: threading.Event) -> None:
-        poller = select.poll()  # not select(): the agent may hold more than 1,024 descriptors
-        poller.register(sock, select.POLLIN)
-        next_beat = time.monotonic()
-        failing = False
-        while not halt.is_set():
-            now = time.monotonic()
-            if now >= next_beat:
-                try:
-                    sock.sendto(encode_beat(self.key, self.host, self.seq, time.time_ns(), self.incarnation), addr)
-                    if failing:
-                        LOG.info("heartbeats of %s leave again", self.host)
-                    failing = False
-                except OSError as error:
-                    if not failing:
-                        LOG.warning("heartbeat of %s to %s not sent (%s); will keep trying", self.host,
-                                    self.address, error)
-                    failing = True
-                self.seq += 1
-                # Keep the period; after a stall (SIGSTOP, a suspended VM) this beat went at once and the
-                # next follows an interval later.
-                next_beat += self.interval
-                if next_beat <= now:
-                    next_beat = now + self.interval
-            if poller.poll(max(0.0, next_beat - time.monotonic()) * 1000):
-                self._answer_probes(sock)
-        self._leave(sock, addr)
-
-    def _leave(self, sock: socket.socket, addr: tuple) -> None:
-        """A clean stop: tell the monitor this host is leaving, not failing."""
-        for _ in range(LEAVE_COPIES):
-            try:
-                sock.sendto(encode_leave(self.key, self.host, self.seq, time.time_ns(), self.incarnation), addr)
-            except OSError as error:
-                LOG.debug("leave of %s not sent: %s", self.host, error)
-            self.seq += 1
-        LOG.info("heartbeats of %s stopped; told the monitor it leaves", self.host)
-
-    def _answer_probes(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                data, source = sock.recvfrom(2048)
-            except OSError:  # nothing more to read, or an ICMP error queued on the socket
-                return
-            probe = decode_probe(self.key, data)
-            if probe is None or probe.host != self.host:
-                continue
-            try:
-                sock.sendto(encode_probe_reply(self.key, self.host, probe.nonce, self.incarnation), source)
-            except OSError as error:
-                LOG.debug("probe reply to %s not sent: %s", source, error)
 
 
 @dataclass
