@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -177,6 +178,25 @@ def test_requests_are_in_the_access_log(stack, connect):
         time.sleep(0.1)
     [line] = logged()
     assert '" 200 ' in line and "access-log-test" in line
+
+
+def test_sigterm_stops_the_api_at_once_even_with_a_client_connected(tmp_path):
+    # gunicorn's graceful stop: each worker stops accepting, closes its idle connections and exits; the master
+    # then exits 0 well within its graceful_timeout (5 s), not by killing a worker that lingers.
+    stopping = Stack(root=tmp_path / "stopping", database_url=databases.fresh_url(tmp_path))
+    try:
+        master = stopping.start_api(workers=2)
+        conn = Connection(stopping.port)
+        conn.send(request("GET", "/"))
+        assert conn.response()[0] == 200
+        started = time.monotonic()
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3
+        assert conn.closed_by_server()
+        conn.close()
+    finally:
+        stopping.close()
 
 
 def test_threads_above_one_are_served_by_gunicorns_threaded_worker(tmp_path):

@@ -157,6 +157,16 @@ class _Connection(asyncio.Protocol):
         if not self.closing:
             self.idle_since = self.loop.time()
 
+    def pause_writing(self) -> None:
+        # The client reads its answers slower than it sends requests: read no more of them until it catches up,
+        # so pipelined requests cannot pile answers up in memory.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
     def close(self) -> None:
         self.closing = True
         if self.transport is not None:
