@@ -7,12 +7,13 @@ stopped by ``close()``.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import yaml
 
 from novalite.db import engine as db_engine
 from novalite.secret_files import ensure_secret
-from tests import zygote
+from tests import databases, zygote
 
 
 def free_port() -> int:
@@ -211,3 +212,16 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+
+
+@contextlib.contextmanager
+def module_stack(root: Path, **api) -> Iterator[Stack]:
+    """A stack with its API started (``api``: start_api's arguments) on a database of its own, for the tests of
+    one module; everything it started is stopped at the end."""
+    with databases.for_module(root) as database_url:
+        stack = Stack(root=root / "stack", database_url=database_url)
+        try:
+            stack.start_api(**api)
+            yield stack
+        finally:
+            stack.close()

@@ -18,7 +18,6 @@ import requests
 from tempest.lib import exceptions as tempest_exc
 from tempest.lib.services.compute.flavors_client import FlavorsClient
 
-from tests import databases
 from tests.clients import (
     FixedAuthProvider,
     compute_microversion,
@@ -28,21 +27,15 @@ from tests.clients import (
     parse_table,
     token_env,
 )
-from tests.stack import Stack
+from tests.stack import Stack, module_stack
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flavors-live")
-    with databases.for_module(root) as database_url:
-        stack = Stack(root=root / "stack", database_url=database_url)
-        try:
-            stack.start_api()
-            yield stack
-        finally:
-            stack.close()
+    with module_stack(tmp_path_factory.mktemp("flavors-live")) as live:
+        yield live
 
 
 class _IdentityDiscovery(BaseHTTPRequestHandler):

@@ -25,24 +25,17 @@ from novalite.api.heartbeat_listener import HeartbeatListener, listening_socket
 from novalite.db import engine as db_engine
 from novalite.db.api import services as services_table
 from novalite.domain.heartbeats import AsyncHeartbeats
-from tests import databases
 from tests.clients import run_cli
 from tests.raw_http import Connection
-from tests.stack import Stack, free_port
+from tests.stack import Stack, free_port, module_stack
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("heartbeat-listener")
-    with databases.for_module(root) as database_url:
-        live = Stack(root=root / "stack", database_url=database_url)
-        try:
-            live.start_api()
-            yield live
-        finally:
-            live.close()
+    with module_stack(tmp_path_factory.mktemp("heartbeat-listener")) as live:
+        yield live
 
 
 def register(stack: Stack, host: str) -> str:

@@ -20,7 +20,7 @@ import requests
 from tests import databases
 from tests.clients import run_cli
 from tests.raw_http import Connection
-from tests.stack import Stack
+from tests.stack import Stack, module_stack
 
 pytestmark = pytest.mark.live
 
@@ -29,14 +29,8 @@ KEEPALIVE = 5  # novalite api's gunicorn keepalive (cli/api_server.py)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("http-worker")
-    with databases.for_module(root) as database_url:
-        live = Stack(root=root / "stack", database_url=database_url)
-        try:
-            live.start_api(access_log=True)
-            yield live
-        finally:
-            live.close()
+    with module_stack(tmp_path_factory.mktemp("http-worker"), access_log=True) as live:
+        yield live
 
 
 @pytest.fixture
