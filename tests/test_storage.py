@@ -243,3 +243,22 @@ def test_an_explicit_pymysql_url_still_selects_pymysql_and_works(migrated_databa
         assert [s.host for s in services.list()] == ["compute1"]
     finally:
         engine.dispose()
+
+
+def test_a_listing_on_a_connection_the_server_dropped_is_run_again(services, backend):
+    # db.engine.read_connection (PostgreSQL: autocommit, one round trip) keeps the first-statement retry: a read
+    # changes nothing, so a pooled connection found dead costs the listing a reconnect, not a 500.
+    if backend == "sqlite":
+        pytest.skip("SQLite has no server to drop a connection")
+    services.register("compute1", "nova-compute", 1)
+    own_id = "SELECT pg_backend_pid()" if backend == "postgresql" else "SELECT connection_id()"
+    with services.engine.connect() as conn:  # the pool's one idle connection, by its server-side id
+        session = conn.execute(sa.text(own_id)).scalar()
+    killer = sa.create_engine(services.engine.url, poolclass=sa.NullPool)
+    try:
+        with killer.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:id)" if backend == "postgresql" else f"KILL {session}"),
+                         {"id": session})
+    finally:
+        killer.dispose()
+    assert [state.host for state in services.list()] == ["compute1"]

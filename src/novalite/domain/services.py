@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from novalite.config import Settings
 from novalite.db import api as db
 from novalite.db import compute_nodes as compute_nodes_db
+from novalite.db.engine import read_connection
 from novalite.domain.heartbeats import HeartbeatBatcher
 from novalite.domain.liveness import UpWindow
 from novalite.exceptions import BadRequest, Conflict, NotFound
@@ -90,7 +91,7 @@ class Services:
     def list(self, host: str | None = None, binary: str | None = None) -> list[ServiceState]:
         """Every live service, filtered by exact host and binary (an empty filter is no filter)."""
         window = self._window()
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             rows = db.service_list_rows(conn, window.earliest, window.latest)
         compute_zone, internal_zone = self._zone("compute"), self._zone(None)
         listed = []
