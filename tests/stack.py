@@ -10,7 +10,6 @@ import configparser
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,15 +19,16 @@ from pathlib import Path
 import requests
 import yaml
 
+from novalite.cli.up import free_tcp_port
 from novalite.db import engine as db_engine
 from novalite.secret_files import ensure_secret
 from tests import databases, zygote
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port of 127.0.0.1 free now, outside the ephemeral range (novalite.cli.up.free_tcp_port): the suites
+    of three backends run side by side, and their outgoing connections take ephemeral ports."""
+    return free_tcp_port()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,

@@ -29,6 +29,7 @@ workers share the heartbeats as they share the API's requests and gunicorn resta
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import threading
@@ -59,6 +60,9 @@ REASONS = {204: b"No Content", 400: b"Bad Request", 401: b"Unauthorized", 404: b
            500: b"Internal Server Error"}
 
 
+BIND_ATTEMPTS = 5  # as gunicorn binds its own: an address still held (a previous process ending) gets 5 s
+
+
 def listening_socket(address: str) -> socket.socket:
     """A TCP socket listening on ``address`` (host:port, [v6]:port), made before gunicorn forks its workers."""
     host, _sep, port = address.rpartition(":")
@@ -66,7 +70,16 @@ def listening_socket(address: str) -> socket.socket:
     if not host or not port.isdigit():
         raise ValueError(f"heartbeat listen address {address!r} is not host:port")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, int(port)), family=family, backlog=1024)
+    attempt = 1
+    while True:
+        try:
+            return socket.create_server((host, int(port)), family=family, backlog=1024)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS:
+                raise
+        LOG.warning("heartbeat listen address %s in use; retrying in 1 s", address)
+        time.sleep(1)
+        attempt += 1
 
 
 class HeartbeatListener:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -70,10 +71,32 @@ def free_tcp_port() -> int:
     return _free_port(socket.SOCK_STREAM)
 
 
+LOWEST_PORT = 10000
+
+
 def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
+    """A port of 127.0.0.1 free now, below the kernel's ephemeral range: one the kernel gave out there could be
+    taken by an outgoing connection's own end (to the database, say) before the service binds it."""
+    first_ephemeral = _first_ephemeral_port()
+    for _attempt in range(100):
+        port = random.randrange(LOWEST_PORT, first_ephemeral)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as sock:  # a crowded machine: any port the kernel has
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return max(low, LOWEST_PORT + 1000)
 
 
 def monitor_options(*, key_file: Path, config_file: Path, udp_port: int, listen_host: str = "127.0.0.1",
