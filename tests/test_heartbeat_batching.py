@@ -5,10 +5,12 @@ These tests hold the first write open (a SQLAlchemy event on the real engine, in
 statement) until the other threads' heartbeats are waiting, so the batch is certain; they pin that a batch
 keeps spec 4.3 for each of its heartbeats: report_count + 1 each, last_seen_up the write's time, a deleted
 service's heartbeat fails without recreating anything, and nothing is acknowledged that was not committed.
+The same for AsyncHeartbeats, the group commit of the heartbeat listener's asyncio loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from novalite.db import api as db
-from novalite.domain.heartbeats import HeartbeatBatcher
+from novalite.domain.heartbeats import AsyncHeartbeats, HeartbeatBatcher
 from novalite.domain.services import Services
 from novalite.timeutils import utcnow
 
@@ -170,3 +172,45 @@ def test_many_threads_heartbeating_end_with_every_acknowledged_heartbeat_counted
         assert not thread.is_alive()
     assert sum(acknowledged.values()) == 8 * 15
     assert {u: row.report_count for u, row in _rows(services).items()} == acknowledged
+
+
+def test_a_loops_heartbeats_in_one_window_go_in_one_write_each_counted_and_a_deleted_one_fails(services):
+    # AsyncHeartbeats: heartbeats submitted within the window share a write; a service's second heartbeat of the
+    # window waits for the next write (report_count counts both); a deleted service's fails and is not recreated.
+    uuids = [services.register(f"compute{i}", "nova-compute", 1).uuid for i in range(4)]
+    services.delete(uuids[3])
+    writes = []
+    sa.event.listen(services.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: writes.append(statement) if "report_count" in statement else None)
+
+    async def beat_all() -> list[bool]:
+        heartbeats = AsyncHeartbeats(services.engine, window=0.05)
+        return list(await asyncio.gather(*(heartbeats.beat(u) for u in [*uuids, uuids[0]])))
+
+    assert asyncio.run(beat_all()) == [True, True, True, False, True]
+    assert len(writes) == 2  # the four services together, then compute0's second heartbeat
+    rows = _rows(services)
+    assert [rows[u].report_count for u in uuids] == [2, 1, 1, 0]
+    assert rows[uuids[3]].last_seen_up is None and rows[uuids[3]].deleted
+
+
+def test_a_failed_async_write_fails_each_of_its_heartbeats_and_the_next_goes_on(services):
+    service_uuid = services.register("compute1", "nova-compute", 1).uuid
+    failing = {"on": True}
+
+    def fail_once(_conn, _cursor, statement, *_args):
+        if "report_count" in statement and failing.pop("on", False):
+            raise sa.exc.OperationalError(statement, {}, Exception("the database went away"))
+
+    sa.event.listen(services.engine, "before_cursor_execute", fail_once)
+
+    async def beats() -> tuple[list, bool]:
+        heartbeats = AsyncHeartbeats(services.engine, window=0.02)
+        failed = await asyncio.gather(heartbeats.beat(service_uuid), heartbeats.beat(service_uuid),
+                                      return_exceptions=True)
+        return failed, await heartbeats.beat(service_uuid)
+
+    failed, after = asyncio.run(beats())
+    # The first write (the first heartbeat) failed: it is not acknowledged; the second went in the next write.
+    assert isinstance(failed[0], sa.exc.OperationalError) and failed[1] is True and after is True
+    assert _rows(services)[service_uuid].report_count == 2

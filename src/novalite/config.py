@@ -43,7 +43,7 @@ class ApiOpts:
     # Shared secret of the compute agents' internal interface (/agent/v1).
     agent_token_file: str = ""
     # host:port where `novalite api` also takes the agents' heartbeats, on asyncio (api/heartbeat_listener.py:
-    # a tenth of the CPU of a heartbeat through gunicorn); empty: heartbeats go to the API's own route only.
+    # a quarter of the CPU of a heartbeat through gunicorn); empty: heartbeats go to the API's own route only.
     heartbeat_listen: str = ""
     compute_link_prefix: str = ""
     # The most items one page of a collection holds (Nova's [api]max_limit).

@@ -33,11 +33,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate
 from urllib.parse import unquote_to_bytes
 
 import httptools
 from gunicorn.workers.base import Worker
+
+from novalite.api.http_date import http_date
 
 MAX_BODY = 1024 * 1024  # larger request bodies are refused (413); Nova's own limit is 112 KiB
 MAX_URL = 65536
@@ -49,23 +50,6 @@ _BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConten
                 b"Connection: close\r\n\r\nBad Request")
 _TOO_LARGE = (b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n"
               b"Connection: close\r\n\r\nRequest Entity Too Large")
-
-
-class _Dates:
-    """The Date header's value, made once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        second = int(time.time())
-        if second != self._second:
-            self._second, self._value = second, formatdate(second, usegmt=True).encode()
-        return self._value
-
-
-http_date = _Dates()
 
 
 class HttpToolsWorker(Worker):
