@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from novalite.cli.main import main as novalite_main
 from novalite.db import api as db
 from novalite.db import engine as db_engine
-from novalite.domain.services import Services
+from novalite.domain.services import Services, ServiceState
 from novalite.exceptions import NotFound
 
 
@@ -178,7 +178,7 @@ def test_listing_liveness_in_sql_matches_the_python_rule(services):
                 last_seen_up=last_seen_up, created_at=created_at, version=1, deleted=0,
             ))
     with services.engine.connect() as conn:
-        rows = db.service_list_rows(conn, window.earliest, window.latest)
+        rows = db.service_list_rows(conn, window.earliest, window.latest, compute_zone="nova", internal_zone="internal")
     in_sql = {row[db.LISTED_COLUMNS.index("host")]: bool(row[-1]) for row in rows}
     in_python = {host: window.is_up(*case) for host, case in cases.items()}
     assert in_sql == in_python
@@ -200,7 +200,7 @@ def test_a_listing_shows_updated_at_as_the_api_does_for_one_service(services):
     with services.engine.begin() as conn:
         for host, stamp in stamps.items():
             conn.execute(db.services.update().where(db.services.c.host == host).values(updated_at=stamp))
-    listed = {state.host: state.updated_at for state in services.list()}
+    listed = {state.host: state.updated_at for state in (ServiceState(*row) for row in services.list())}
     assert listed == {host: isotime(stamp) for host, stamp in stamps.items()}
     assert listed == {"whole-second": "2026-01-02T03:04:05.000000", "micro": "2026-12-31T23:59:59.999999",
                       "never": None}
@@ -240,7 +240,7 @@ def test_an_explicit_pymysql_url_still_selects_pymysql_and_works(migrated_databa
         state = services.register("compute1", "nova-compute", 1)
         services.heartbeat(state.uuid)
         assert _row(services, state.uuid).report_count == 1
-        assert [s.host for s in services.list()] == ["compute1"]
+        assert [ServiceState(*row).host for row in services.list()] == ["compute1"]
     finally:
         engine.dispose()
 
@@ -261,4 +261,4 @@ def test_a_listing_on_a_connection_the_server_dropped_is_run_again(services, bac
                          {"id": session})
     finally:
         killer.dispose()
-    assert [state.host for state in services.list()] == ["compute1"]
+    assert [ServiceState(*row).host for row in services.list()] == ["compute1"]

@@ -55,32 +55,66 @@ def _api_time_mysql(element, compiler, **kw):
     return compiler.process(func.date_format(*element.clauses, "%Y-%m-%dT%H:%i:%s.%f"), **kw)
 
 
-# The columns a service listing returns, in this order (see service_list_rows); updated_at is api_time's
+class exact(FunctionElement):
+    """A text column compared byte for byte: MariaDB's collations ignore case, Nova's filters (spec 3.2) do not."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(exact)
+def _exact(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(exact, "mysql")
+def _exact_mysql(element, compiler, **kw):
+    return f"BINARY {compiler.process(element.clauses, **kw)}"
+
+
+# The columns a service listing returns, in this order (see service_list_rows): domain.services.ServiceState's
+# fields. zone is the availability zone its topic gives (the two names are parameters); updated_at is api_time's
 # text. "up" is liveness (spec 4.1-4.2) evaluated by the database for the window [earliest, latest] that
 # novalite.domain.liveness.UpWindow defines; UpWindow.is_up is the same rule for one row in Python.
-LISTED_COLUMNS = ("id", "uuid", "host", "binary", "topic", "disabled", "disabled_reason", "forced_down",
+LISTED_COLUMNS = ("id", "uuid", "host", "binary", "zone", "disabled", "disabled_reason", "forced_down",
                   "updated_at", "up")
 _last_heartbeat = func.coalesce(services.c.last_seen_up, services.c.created_at)
 _up = case(
     (services.c.forced_down, false()),
     else_=_last_heartbeat.between(bindparam("earliest", type_=DateTime()), bindparam("latest", type_=DateTime())),
 )
+_zone = case((services.c.topic == "compute", bindparam("compute_zone", type_=String())),
+             else_=bindparam("internal_zone", type_=String()))
 _list_services = (
-    select(*(services.c[name] for name in LISTED_COLUMNS[:-2]), api_time(services.c.updated_at), _up)
-    .where(services.c.deleted == 0)
+    select(services.c.id, services.c.uuid, services.c.host, services.c.binary, _zone, services.c.disabled,
+           services.c.disabled_reason, services.c.forced_down, api_time(services.c.updated_at), _up)
+    .where(services.c.deleted == 0, exact(services.c.binary).not_in(bindparam("hidden", expanding=True)))
     .order_by(services.c.id)
 )
+# One statement per filter combination, built once (host given, binary given).
+_by_host, _by_binary = exact(services.c.host) == bindparam("host"), exact(services.c.binary) == bindparam("binary")
+_list_services_by = {
+    (False, False): _list_services,
+    (True, False): _list_services.where(_by_host),
+    (False, True): _list_services.where(_by_binary),
+    (True, True): _list_services.where(_by_host, _by_binary),
+}
 
 
-def service_list_rows(conn: Connection, earliest: dt.datetime, latest: dt.datetime) -> list[tuple]:
-    """Every live service as plain driver tuples of LISTED_COLUMNS, the cheap form for large listings.
+def service_list_rows(conn: Connection, earliest: dt.datetime, latest: dt.datetime, *, compute_zone: str,
+                      internal_zone: str, hidden_binaries: tuple[str, ...] = (), host: str | None = None,
+                      binary: str | None = None) -> list[tuple]:
+    """Every live service as plain driver tuples of LISTED_COLUMNS, the cheap form for large listings: but those of
+    ``hidden_binaries``, and only ``host``'s and ``binary``'s when given.
 
     Values come as the driver returns them, without SQLAlchemy's result processing (which costs
     more than the query): booleans may be 0/1.
     """
-    result = conn.execute(_list_services, {"earliest": earliest, "latest": latest})
+    params = {"earliest": earliest, "latest": latest, "compute_zone": compute_zone, "internal_zone": internal_zone,
+              "hidden": list(hidden_binaries), "host": host, "binary": binary}
+    result = conn.execute(_list_services_by[bool(host), bool(binary)], params)
     try:
-        return result.cursor.fetchall()
+        return list(result.cursor.fetchall())  # mysqlclient's is a tuple
     finally:
         result.close()
 

@@ -48,11 +48,12 @@ class AvailabilityZones:
         d = self.settings.DEFAULT
         window = UpWindow(self.settings.effective_service_down_time)
         with self.engine.connect() as conn:
-            rows = db.service_list_rows(conn, window.earliest, window.latest)
+            rows = db.service_list_rows(conn, window.earliest, window.latest,
+                                        compute_zone=d.default_availability_zone,
+                                        internal_zone=d.internal_service_availability_zone)
         zones: dict[str, Zone] = {}
         # Tuples in db.LISTED_COLUMNS order.
-        for _id, _uuid, host, binary, topic, disabled, _reason, _forced, updated_at, up in rows:
-            name = d.default_availability_zone if topic == "compute" else d.internal_service_availability_zone
+        for _id, _uuid, host, binary, name, disabled, _reason, _forced, updated_at, up in rows:
             zone = zones.setdefault(name, Zone(name, available=False,
                                                internal=name == d.internal_service_availability_zone))
             if disabled:

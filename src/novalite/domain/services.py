@@ -88,24 +88,16 @@ class Services:
             row = db.service_get_by_uuid(conn, service_uuid)
         return None if row is None else self.state(row)
 
-    def list(self, host: str | None = None, binary: str | None = None) -> list[ServiceState]:
-        """Every live service, filtered by exact host and binary (an empty filter is no filter)."""
+    def list(self, host: str | None = None, binary: str | None = None) -> list[tuple]:
+        """Every live service, filtered by exact host and binary (an empty filter is no filter), as tuples of
+        ServiceState's fields in its order (booleans may be 0/1), the database's rows themselves: a listing of
+        thousands makes no object per service (bench/README.md, "Listing 1,000 services"). ServiceState(*row)
+        names the fields."""
         window = self._window()
         with read_connection(self.engine) as conn:
-            rows = db.service_list_rows(conn, window.earliest, window.latest)
-        compute_zone, internal_zone = self._zone("compute"), self._zone(None)
-        listed = []
-        # Tuples in db.LISTED_COLUMNS order: this loop runs once per service of the cloud, so each state is made
-        # by tuple's own constructor (a NamedTuple's __new__ is Python code: a third of the loop's time).
-        new = tuple.__new__
-        for id_, uuid, host_, binary_, topic, disabled, reason, forced_down, updated_at, up in rows:
-            if binary_ in HIDDEN_BINARIES or (host and host_ != host) or (binary and binary_ != binary):
-                continue
-            listed.append(new(ServiceState, (
-                id_, uuid, host_, binary_, compute_zone if topic == "compute" else internal_zone, bool(disabled),
-                reason, bool(forced_down), updated_at, bool(up),
-            )))
-        return listed
+            return db.service_list_rows(conn, window.earliest, window.latest, compute_zone=self._zone("compute"),
+                                        internal_zone=self._zone(None), hidden_binaries=HIDDEN_BINARIES,
+                                        host=host or None, binary=binary or None)
 
     def minimum_version(self, binary: str = COMPUTE) -> int:
         """The lowest service version of ``binary`` that counts (not forced down, not deleted); 0 if none."""
