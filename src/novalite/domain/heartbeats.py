@@ -111,10 +111,6 @@ class AsyncHeartbeats:
         self._pending: list[tuple[str, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
-    @property
-    def waiting(self) -> int:
-        return len(self._pending)
-
     def submit(self, service_uuid: str) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
