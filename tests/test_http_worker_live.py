@@ -174,20 +174,19 @@ def test_requests_are_in_the_access_log(stack, connect):
     assert '" 200 ' in line and "access-log-test" in line
 
 
-def test_sigterm_stops_the_api_at_once_even_with_a_client_connected(tmp_path):
-    # gunicorn's graceful stop: each worker stops accepting, closes its idle connections and exits; the master
-    # then exits 0 well within its graceful_timeout (5 s), not by killing a worker that lingers.
+def test_sigterm_stops_the_api_with_a_client_connected_and_no_worker_killed(tmp_path):
+    # gunicorn's graceful stop: each worker stops accepting, closes its idle connections and exits by itself; the
+    # master exits 0 without having to SIGKILL a worker that outlived its graceful_timeout (5 s).
     stopping = Stack(root=tmp_path / "stopping", database_url=databases.fresh_url(tmp_path))
     try:
         master = stopping.start_api(workers=2)
         conn = Connection(stopping.port)
         conn.send(request("GET", "/"))
         assert conn.response()[0] == 200
-        started = time.monotonic()
         master.send_signal(signal.SIGTERM)
-        assert master.wait(timeout=10) == 0
-        assert time.monotonic() - started < 3
+        assert master.wait(timeout=30) == 0
         assert conn.closed_by_server()
+        assert "SIGKILL" not in stopping.log("api.log")  # gunicorn's words for a worker it had to kill
         conn.close()
     finally:
         stopping.close()

@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from novalite import config
 from novalite.cli.main import main as novalite_main
 from novalite.db import engine as db_engine
-from novalite.domain.services import Services
+from novalite.domain.services import Services, ServiceState
 
 # Every revision in order. A new migration fails this test until it gets a step below (and rows of its own).
 REVISIONS = ("0001", "0002", "0003", "0004", "0005")
@@ -299,7 +299,7 @@ def test_upgrade_from_the_first_revision_on_a_populated_database_loses_nothing(p
     # novalite's own code reads the rows written at 0001: flags and reasons as they were, deleted ones gone.
     settings = config.load(environ={"NOVALITE_DATABASE__CONNECTION": database_url,
                                     "NOVALITE_API__AUTH_STRATEGY": "noauth2"})
-    listed = {(s.host, s.binary): s for s in Services(population.engine, settings).list()}
+    listed = {(s.host, s.binary): s for s in map(ServiceState._make, Services(population.engine, settings).list())}
     assert (listed["compute2", "nova-compute"].forced_down, listed["compute2", "nova-compute"].disabled_reason) == \
         (True, "fenced by novalite-monitor")
     assert listed["compute3", "nova-compute"].disabled_reason == "maintenance: firmware ✓ ünïcödé"
