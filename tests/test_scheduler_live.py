@@ -353,7 +353,9 @@ def test_database_outage_is_logged_and_the_next_pass_places(make_stack, migrated
             admin.dispose()
         (uuid,) = cloud.boot(flavor)
         assert wait_until(lambda: _placed(cloud, uuid), timeout=15, what="the server placed").host == "compute1"
-        assert "placement passes work again" in stack.log("scheduler-scheduler.log")
+        # The pass logs that it works again once it has returned, just after the placement it committed.
+        wait_until(lambda: "placement passes work again" in stack.log("scheduler-scheduler.log"), timeout=15,
+                   what="the recovery logged")
         assert _stop(proc) == 0
     finally:
         stack.close()
