@@ -46,7 +46,7 @@ def test_unexpected_controller_error_is_500_compute_fault_naming_the_class(api, 
     def explode(*_args, **_kwargs):
         raise Boom("secret detail")
 
-    monkeypatch.setattr(Services, "list", explode)
+    monkeypatch.setattr(Services, "listing", explode)
     result = api.get("/v2.1/os-services")
     assert_fault(result, 500, "Unexpected API Error. Please contact the administrator\n"
                               f"<class '{__name__}.{Boom.__qualname__}'>")

@@ -25,7 +25,7 @@ from novalite.db import engine as db_engine
 from novalite.domain.services import Services, ServiceState
 
 # Every revision in order. A new migration fails this test until it gets a step below (and rows of its own).
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 T0 = dt.datetime(2025, 3, 1, 8, 30, 15, 123456)  # microseconds everywhere: what 0004 is about
 
 
@@ -248,6 +248,12 @@ def fill_0005(pop: Population) -> None:
                dest_forced=True, created_at=at(303), deleted=0)
 
 
+def fill_0006(pop: Population) -> None:
+    """A service changed three times since 0006."""
+    pop.insert("services", uuid=new_uuid(), host="compute8", binary="nova-compute", topic="compute", version=74,
+               created_at=at(400), row_version=3, deleted=0)
+
+
 # revision → (the columns it adds to existing rows and what they hold, the rows its tables get)
 STEPS = {
     "0001": ({}, fill_0001),
@@ -258,6 +264,8 @@ STEPS = {
     # New instance and migration columns are NULL on old rows but for the flags, which are false.
     "0005": ({"instances": {"locked": False, "requested_host_forced": False},
               "migrations": {"hidden": False, "cross_cell_move": False, "dest_forced": False}}, fill_0005),
+    # Every service starts at row_version 0; its next update makes it 1 (models.Service).
+    "0006": ({"services": {"row_version": 0}}, fill_0006),
 }
 
 
@@ -305,4 +313,4 @@ def test_upgrade_from_the_first_revision_on_a_populated_database_loses_nothing(p
     assert listed["compute3", "nova-compute"].disabled_reason == "maintenance: firmware ✓ ünïcödé"
     assert not listed["compute4", "nova-compute"].forced_down  # the live record, not the deleted one
     assert ("control1", "nova-conductor") not in listed
-    assert len(listed) == 8  # compute1-7 and the scheduler
+    assert len(listed) == 9  # compute1-8 and the scheduler

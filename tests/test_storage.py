@@ -148,12 +148,14 @@ def test_concurrent_registration_of_one_host_yields_one_record(services):
     assert len(services.list()) == 1
 
 
-def test_listing_liveness_in_sql_matches_the_python_rule(services):
-    # spec 4.1-4.2: the database evaluates "up" for listings (db.service_list_rows); it must agree
-    # with UpWindow.is_up, inclusive bounds and clock skew included, on every backend.
+def test_listing_liveness_matches_the_python_rule(services):
+    # spec 4.1-4.2: a listing judges "up" by the database's text of each last heartbeat (ServiceListing, which keeps
+    # rows across listings); it must agree with UpWindow.is_up, inclusive bounds and clock skew included, on every
+    # backend.
     import datetime as dt
 
     from novalite.domain.liveness import UpWindow
+    from novalite.domain.service_listing import ServiceListing
 
     now = dt.datetime(2026, 11, 25, 12, 0, 0, 500000)
     window = UpWindow(60, now)
@@ -177,11 +179,11 @@ def test_listing_liveness_in_sql_matches_the_python_rule(services):
                 binary="nova-compute", topic="compute", report_count=0, disabled=False, forced_down=forced_down,
                 last_seen_up=last_seen_up, created_at=created_at, version=1, deleted=0,
             ))
+    listing = ServiceListing("nova", "internal", hidden_binaries=())
     with services.engine.connect() as conn:
-        rows = db.service_list_rows(conn, window.earliest, window.latest, compute_zone="nova", internal_zone="internal")
-    in_sql = {row[db.LISTED_COLUMNS.index("host")]: bool(row[-1]) for row in rows}
+        listed = {ServiceState(*row).host: ServiceState(*row).up for row in listing.read(conn, window).states()}
     in_python = {host: window.is_up(*case) for host, case in cases.items()}
-    assert in_sql == in_python
+    assert listed == in_python
     assert in_python == {"fresh-beat": True, "at-earliest": True, "before-earliest": False, "at-latest-skew": True,
                          "after-latest": False, "never-beat-new": True, "never-beat-old": False,
                          "forced-fresh": False, "old-beat-new-row": False}

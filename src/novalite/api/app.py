@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from novalite.api import auth, microversion, routes
 from novalite.api.handlers import versions
 from novalite.api.policy import Enforcer
+from novalite.api.views.services import ListedServicesJson
 from novalite.api.wsgi import ApiRequest, ComputeEndpoint, PlainEndpoint, set_bare_not_found, set_reply
 from novalite.config import Settings
 from novalite.db.engine import engine_for
@@ -37,6 +38,8 @@ class Application:
     host_work: HostWork
     enforcer: Enforcer
     agent_auth: auth.AgentAuth
+    # This process's kept JSON of listed services (views.services), beside the rows Services keeps.
+    listed_services_json: ListedServicesJson = field(default_factory=ListedServicesJson)
 
 
 class ProjectIdConverter(falcon.routing.BaseConverter):

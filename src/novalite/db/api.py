@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import uuid as uuidlib
 
-from sqlalchemy import Connection, DateTime, Row, String, bindparam, case, false, func, insert, select, update
+from sqlalchemy import Connection, Row, String, bindparam, case, false, func, insert, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -72,51 +72,63 @@ def _exact_mysql(element, compiler, **kw):
     return f"BINARY {compiler.process(element.clauses, **kw)}"
 
 
-# The columns a service listing returns, in this order (see service_list_rows): domain.services.ServiceState's
-# fields. zone is the availability zone its topic gives (the two names are parameters); updated_at is api_time's
-# text. "up" is liveness (spec 4.1-4.2) evaluated by the database for the window [earliest, latest] that
-# novalite.domain.liveness.UpWindow defines; UpWindow.is_up is the same rule for one row in Python.
+# A listing of services is read in two statements (novalite.domain.service_listing keeps the rows between
+# listings): service_versions, each listed service's id and row_version, which says which rows changed; then
+# service_listed_rows, the whole rows of those not kept at that version.
+#
+# The columns of a listed row, in this order: domain.services.ServiceState's fields but "up", then what "up" is
+# judged by and the row's version. zone is the availability zone its topic gives (the two names are parameters);
+# updated_at is api_time's text; last_heartbeat is api_time's text of last_seen_up, else created_at (spec 4.1),
+# which compares with another api_time text as the times do.
 LISTED_COLUMNS = ("id", "uuid", "host", "binary", "zone", "disabled", "disabled_reason", "forced_down",
-                  "updated_at", "up")
-_last_heartbeat = func.coalesce(services.c.last_seen_up, services.c.created_at)
-_up = case(
-    (services.c.forced_down, false()),
-    else_=_last_heartbeat.between(bindparam("earliest", type_=DateTime()), bindparam("latest", type_=DateTime())),
-)
+                  "updated_at", "last_heartbeat", "row_version")
 _zone = case((services.c.topic == "compute", bindparam("compute_zone", type_=String())),
              else_=bindparam("internal_zone", type_=String()))
-_list_services = (
-    select(services.c.id, services.c.uuid, services.c.host, services.c.binary, _zone, services.c.disabled,
-           services.c.disabled_reason, services.c.forced_down, api_time(services.c.updated_at), _up)
-    .where(services.c.deleted == 0, exact(services.c.binary).not_in(bindparam("hidden", expanding=True)))
-    .order_by(services.c.id)
-)
-# One statement per filter combination, built once (host given, binary given).
+_listed = (services.c.deleted == 0, exact(services.c.binary).not_in(bindparam("hidden", expanding=True)))
 _by_host, _by_binary = exact(services.c.host) == bindparam("host"), exact(services.c.binary) == bindparam("binary")
-_list_services_by = {
-    (False, False): _list_services,
-    (True, False): _list_services.where(_by_host),
-    (False, True): _list_services.where(_by_binary),
-    (True, True): _list_services.where(_by_host, _by_binary),
+# One statement per filter combination (host given, binary given), built once.
+_filters = {(False, False): (), (True, False): (_by_host,), (False, True): (_by_binary,),
+            (True, True): (_by_host, _by_binary)}
+_versions_by = {
+    given: select(services.c.id, services.c.row_version).where(*_listed, *where).order_by(services.c.id)
+    for given, where in _filters.items()
 }
+_listed_rows = select(
+    services.c.id, services.c.uuid, services.c.host, services.c.binary, _zone, services.c.disabled,
+    services.c.disabled_reason, services.c.forced_down, api_time(services.c.updated_at),
+    api_time(func.coalesce(services.c.last_seen_up, services.c.created_at)), services.c.row_version)
+_listed_rows_by = {given: _listed_rows.where(*_listed, *where) for given, where in _filters.items()}
+_listed_rows_by_id = _listed_rows.where(services.c.deleted == 0, services.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def service_list_rows(conn: Connection, earliest: dt.datetime, latest: dt.datetime, *, compute_zone: str,
-                      internal_zone: str, hidden_binaries: tuple[str, ...] = (), host: str | None = None,
-                      binary: str | None = None) -> list[tuple]:
-    """Every live service as plain driver tuples of LISTED_COLUMNS, the cheap form for large listings: but those of
-    ``hidden_binaries``, and only ``host``'s and ``binary``'s when given.
-
-    Values come as the driver returns them, without SQLAlchemy's result processing (which costs
-    more than the query): booleans may be 0/1.
-    """
-    params = {"earliest": earliest, "latest": latest, "compute_zone": compute_zone, "internal_zone": internal_zone,
-              "hidden": list(hidden_binaries), "host": host, "binary": binary}
-    result = conn.execute(_list_services_by[bool(host), bool(binary)], params)
+def _driver_rows(conn: Connection, statement, params: dict) -> list[tuple]:
+    """The driver's own rows, without SQLAlchemy's result processing (which costs more than the query): booleans
+    may be 0/1."""
+    result = conn.execute(statement, params)
     try:
         return list(result.cursor.fetchall())  # mysqlclient's is a tuple
     finally:
         result.close()
+
+
+def service_versions(conn: Connection, *, hidden_binaries: tuple[str, ...] = (), host: str | None = None,
+                     binary: str | None = None) -> list[tuple[int, int]]:
+    """(id, row_version) of every live service in id order: but those of ``hidden_binaries``, and only ``host``'s
+    and ``binary``'s when given (compared byte for byte, as Nova's filters)."""
+    return _driver_rows(conn, _versions_by[bool(host), bool(binary)],
+                        {"hidden": list(hidden_binaries), "host": host, "binary": binary})
+
+
+def service_listed_rows(conn: Connection, ids: list[int] | None = None, *, compute_zone: str, internal_zone: str,
+                        hidden_binaries: tuple[str, ...] = (), host: str | None = None,
+                        binary: str | None = None) -> list[tuple]:
+    """The LISTED_COLUMNS of the live services ``ids`` (in no order), or when ``ids`` is None of every service
+    service_versions would give for the same filters."""
+    zones = {"compute_zone": compute_zone, "internal_zone": internal_zone}
+    if ids is not None:
+        return _driver_rows(conn, _listed_rows_by_id, {"ids": ids, **zones})
+    return _driver_rows(conn, _listed_rows_by[bool(host), bool(binary)],
+                        {"hidden": list(hidden_binaries), "host": host, "binary": binary, **zones})
 
 
 def service_get_by_uuid(conn: Connection, service_uuid: str) -> Row | None:

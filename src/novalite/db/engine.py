@@ -190,9 +190,9 @@ def _pop_first_statement(conn: Connection) -> bool:
 
 
 def read_connection(engine: Engine) -> Connection:
-    """A connection for one read statement. On PostgreSQL it runs in autocommit: one round trip instead of three
+    """A connection for reading. On PostgreSQL it runs in autocommit: one round trip a statement instead of three
     (psycopg's BEGIN, the statement, the pool's ROLLBACK), which under load is most of a listing's wait; its
-    statement is still run again on a connection found dead (a read changes nothing). Elsewhere a plain
+    first statement is still run again on a connection found dead (a read changes nothing). Elsewhere a plain
     connection: MariaDB has no BEGIN to spare, and switching its autocommit costs a round trip each way."""
     conn = engine.connect()
     if engine.dialect.name == "postgresql":

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import literal_column
 
 # Microsecond timestamps on every backend: MySQL/MariaDB's DATETIME keeps whole seconds unless told
 # otherwise, and heartbeat times and updated_at must not lose their fraction there.
@@ -43,6 +44,11 @@ class Service(SoftDelete, Base):
     # novalite's own: "host:port" where the service takes wake-up datagrams ("there is work for you"),
     # given by the agent (nova-compute) or the scheduler when it registers. Nova uses its message bus.
     nudge_address: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # novalite's own: 0 at insert, one more at every UPDATE that SQLAlchemy runs (its onupdate, written into the
+    # statement itself), so a row's row_version changes whenever the row does. An API process keeps the rows it
+    # listed and reads only the versions to know which changed (novalite.domain.service_listing).
+    row_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0",
+                                             onupdate=literal_column("row_version") + 1)
 
 
 class Instance(SoftDelete, Base):

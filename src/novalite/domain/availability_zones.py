@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from novalite.config import Settings
-from novalite.db import api as db
 from novalite.domain.liveness import UpWindow
+from novalite.domain.service_listing import ServiceListing
 from novalite.timeutils import as_datetime
 
 # Nova leaves the API's own service records out of the detailed host listing.
@@ -47,12 +47,12 @@ class AvailabilityZones:
         """Available zones first, then unavailable ones, each in the order their services were created."""
         d = self.settings.DEFAULT
         window = UpWindow(self.settings.effective_service_down_time)
+        # API services count for their zone's availability, so none is hidden here. Not a hot path: nothing kept.
+        listing = ServiceListing(d.default_availability_zone, d.internal_service_availability_zone, hidden_binaries=())
         with self.engine.connect() as conn:
-            rows = db.service_list_rows(conn, window.earliest, window.latest,
-                                        compute_zone=d.default_availability_zone,
-                                        internal_zone=d.internal_service_availability_zone)
+            rows = listing.read(conn, window).states()
         zones: dict[str, Zone] = {}
-        # Tuples in db.LISTED_COLUMNS order.
+        # Tuples in ServiceState's field order.
         for _id, _uuid, host, binary, name, disabled, _reason, _forced, updated_at, up in rows:
             zone = zones.setdefault(name, Zone(name, available=False,
                                                internal=name == d.internal_service_availability_zone))

@@ -17,6 +17,7 @@ from novalite.db import compute_nodes as compute_nodes_db
 from novalite.db.engine import read_connection
 from novalite.domain.heartbeats import HeartbeatBatcher
 from novalite.domain.liveness import UpWindow
+from novalite.domain.service_listing import Listed, ServiceListing
 from novalite.exceptions import BadRequest, Conflict, NotFound
 from novalite.timeutils import isotime
 
@@ -65,6 +66,7 @@ class Services:
         self.engine = engine
         self.settings = settings
         self._heartbeats = HeartbeatBatcher(engine)
+        self._listing = ServiceListing(self._zone("compute"), self._zone(None), HIDDEN_BINARIES)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -90,14 +92,15 @@ class Services:
 
     def list(self, host: str | None = None, binary: str | None = None) -> list[tuple]:
         """Every live service, filtered by exact host and binary (an empty filter is no filter), as tuples of
-        ServiceState's fields in its order (booleans may be 0/1), the database's rows themselves: a listing of
-        thousands makes no object per service (bench/README.md, "Listing 1,000 services"). ServiceState(*row)
-        names the fields."""
-        window = self._window()
+        ServiceState's fields in its order (booleans may be 0/1): a listing of thousands makes no object per
+        service (bench/README.md, "Listing 1,000 services"). ServiceState(*row) names the fields."""
+        return self.listing(host, binary).states()
+
+    def listing(self, host: str | None = None, binary: str | None = None) -> Listed:
+        """The same listing as this process's ServiceListing gives it: only the rows changed since it last listed
+        them are read whole, and the rows of unchanged services are the same tuples as last time."""
         with read_connection(self.engine) as conn:
-            return db.service_list_rows(conn, window.earliest, window.latest, compute_zone=self._zone("compute"),
-                                        internal_zone=self._zone(None), hidden_binaries=HIDDEN_BINARIES,
-                                        host=host or None, binary=binary or None)
+            return self._listing.read(conn, self._window(), host=host or None, binary=binary or None)
 
     def minimum_version(self, binary: str = COMPUTE) -> int:
         """The lowest service version of ``binary`` that counts (not forced down, not deleted); 0 if none."""

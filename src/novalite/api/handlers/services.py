@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from novalite.api.microversion import Version, v
+from novalite.api.microversion import v
 from novalite.api.policies import services as policies
 from novalite.api.schemas import services as schemas
 from novalite.api.validation import for_version, to_bool, validate_body, validate_query
+from novalite.api.views.services import service_views
 from novalite.api.wsgi import ApiRequest, Reply
 from novalite.domain.services import ServiceState
 from novalite.exceptions import BadRequest, NotFound
@@ -19,23 +20,8 @@ def _authorize(req: ApiRequest, action: str) -> None:
 
 
 def service_view(state: ServiceState, req: ApiRequest) -> dict:
-    """One service as GET and the 2.53 PUT show it (service_views)."""
+    """One service as GET and the 2.53 PUT show it."""
     return service_views([state], req.version)[0]
-
-
-def service_views(states: list[tuple], version: Version) -> list[dict]:
-    """Services as GET and the 2.53 PUT show them, keys in Nova's order (spec 3.2), from ServiceStates or the
-    listing's rows in their field order (Services.list); one comprehension, the version compared once, as a
-    listing of 10,000 needs."""
-    by_uuid = version >= V2_53
-    views = [{"binary": binary, "host": host, "id": uuid if by_uuid else id_, "zone": zone,
-              "status": "disabled" if disabled else "enabled", "state": "up" if up else "down",
-              "updated_at": updated_at, "disabled_reason": reason, "forced_down": bool(forced_down)}
-             for id_, uuid, host, binary, zone, disabled, reason, forced_down, updated_at, up in states]
-    if version < V2_11:  # forced_down appears with 2.11
-        for view in views:
-            del view["forced_down"]
-    return views
 
 
 def list_services(req: ApiRequest) -> Reply:
@@ -43,7 +29,8 @@ def list_services(req: ApiRequest) -> Reply:
     _authorize(req, policies.LIST)
     host = query.get("host", [""])[-1]
     binary = query.get("binary", [""])[-1]
-    return Reply(200, {"services": service_views(req.app.services.list(host=host, binary=binary), req.version)})
+    listed = req.app.services.listing(host=host, binary=binary)
+    return Reply(200, {"services": req.app.listed_services_json(listed, req.version, whole=not host and not binary)})
 
 
 # -- PUT /os-services/{action}, 2.1–2.52 ------------------------------------------------------------
