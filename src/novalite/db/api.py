@@ -180,19 +180,25 @@ def service_create(conn: Connection, *, host: str, binary: str, topic: str | Non
 
 
 @functools.cache
-def _update_by_host_and_binary(columns: tuple[str, ...]):
-    return (
+def _update_by_host_and_binary(columns: tuple[str, ...], unless_evacuations_done: bool):
+    statement = (
         update(services)
         .where(services.c.host == bindparam("b_host"), services.c.binary == bindparam("b_binary"),
                services.c.deleted == 0)
         .values({name: bindparam(f"v_{name}") for name in columns})
     )
+    if unless_evacuations_done:
+        statement = statement.where(~_evacuations_done(services.c.host).exists())
+    return statement
 
 
-def service_update_by_host_and_binary(conn: Connection, host: str, binary: str, **values) -> bool:
-    """Write only ``values`` (and updated_at) to the live host+binary record; False if there is none."""
+def service_update_by_host_and_binary(conn: Connection, host: str, binary: str, *,
+                                      unless_evacuations_done: bool = False, **values) -> bool:
+    """Write only ``values`` (and updated_at) to the live host+binary record; False if there is none, or with
+    ``unless_evacuations_done`` if evacuations away from the host are still `done` (evacuation_done_count), checked
+    by the UPDATE itself."""
     values["updated_at"] = utcnow()
-    stmt = _update_by_host_and_binary(tuple(sorted(values)))
+    stmt = _update_by_host_and_binary(tuple(sorted(values)), unless_evacuations_done)
     params = {"b_host": host, "b_binary": binary, **{f"v_{k}": v for k, v in values.items()}}
     return conn.execute(stmt, params).rowcount == 1
 
@@ -271,16 +277,16 @@ def migration_in_progress_count(conn: Connection, host: str) -> int:
     ).scalar_one()
 
 
-_evacuation_done = (
-    select(func.count())
-    .select_from(migrations)
-    .where(
+def _evacuations_done(source_host):
+    return select(migrations.c.id).where(
         migrations.c.deleted == 0,
-        migrations.c.source_compute == bindparam("source_host"),
+        migrations.c.source_compute == source_host,
         migrations.c.status == "done",
         migrations.c.migration_type == "evacuation",
     )
-)
+
+
+_evacuation_done = select(func.count()).select_from(_evacuations_done(bindparam("source_host")).subquery())
 
 
 def evacuation_done_count(conn: Connection, source_host: str) -> int:

@@ -109,11 +109,16 @@ class Services:
 
     # -- legacy actions by host and binary (2.1–2.52) --------------------------------------------
 
-    def _update_compute_by_host(self, conn: Connection, host: str, binary: str, **values) -> None:
-        """Nova's checks in order (binary, host mapping, record), folded around one UPDATE."""
-        _refuse_unless_compute(binary)
-        if db.service_update_by_host_and_binary(conn, host, binary, **values):
+    def _update_compute_by_host(self, conn: Connection, host: str, binary: str, *, forcing_up: bool = False,
+                                **values) -> None:
+        """Nova's checks in order (the evacuation guard when ``forcing_up``, binary, host mapping, record), folded
+        around one UPDATE: the checks run when it changed nothing, to say why."""
+        if binary == COMPUTE and db.service_update_by_host_and_binary(
+                conn, host, binary, unless_evacuations_done=forcing_up, **values):
             return
+        if forcing_up and binary == COMPUTE:
+            self._check_force_up_allowed(conn, host)
+        _refuse_unless_compute(binary)
         if not db.host_is_mapped(conn, host):
             raise NotFound(f"Host '{host}' is not mapped to any cell")
         raise NotFound(f"Could not find binary {binary} on host {host}.")
@@ -123,10 +128,10 @@ class Services:
             self._update_compute_by_host(conn, host, binary, disabled=disabled, disabled_reason=reason)
 
     def set_forced_down_by_host(self, host: str, binary: str, forced_down: bool) -> None:
+        """Forcing a compute up is refused while evacuations away from it are `done` (spec 3.6): the UPDATE itself
+        checks, so no evacuation can become `done` between the check and the write."""
         with self.engine.begin() as conn:
-            if not forced_down and binary == COMPUTE:
-                self._check_force_up_allowed(conn, host)
-            self._update_compute_by_host(conn, host, binary, forced_down=forced_down)
+            self._update_compute_by_host(conn, host, binary, forcing_up=not forced_down, forced_down=forced_down)
 
     # -- update by UUID (2.53+) -------------------------------------------------------------------
 
