@@ -195,9 +195,9 @@ class _Connection(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method().decode("latin-1")
         environ = self._environ(method)
-        response, close = self._call_app(environ, method)
+        response, close, logged = self._call_app(environ, method)
         if self.worker.logs_access:
-            self._log_access(environ, response, started)
+            self._log_access(environ, logged, started)
         self.worker.request_served()
         if self.transport is None:
             return
@@ -244,18 +244,15 @@ class _Connection(asyncio.Protocol):
             environ["CONTENT_LENGTH"] = str(self._body_size)  # a chunked body, read whole: the app sees its length
         return environ
 
-    def _log_access(self, environ: dict, response: bytes, started: float) -> None:
-        head, _sep, body = response.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]
-        self.worker.log.access(_Logged(lines[0].split(" ", 1)[1], headers, len(body)), self._request_headers(),
-                               environ, datetime.timedelta(seconds=time.time() - started))
+    def _log_access(self, environ: dict, logged: _Logged, started: float) -> None:
+        self.worker.log.access(logged, self._request_headers(), environ,
+                               datetime.timedelta(seconds=time.time() - started))
 
     def _request_headers(self) -> list[tuple[str, str]]:
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._headers]
 
-    def _call_app(self, environ: dict, method: str) -> tuple[bytes, bool]:
-        """The response's bytes, and whether the app asked to close the connection."""
+    def _call_app(self, environ: dict, method: str) -> tuple[bytes, bool, _Logged]:
+        """The response's bytes, whether the app asked to close the connection, and what the access log says."""
         started: list = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info=None):
@@ -273,12 +270,13 @@ class _Connection(asyncio.Protocol):
                     result.close()
         except Exception:  # noqa: BLE001 - as gunicorn: log it, answer 500, keep serving
             self.worker.log.exception("Error handling request %s", environ.get("RAW_URI"))
-            return (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\n"
-                    b"Internal Server Error"), True
+            return _INTERNAL_ERROR, True, _INTERNAL_ERROR_LOGGED
         status, headers = started
         code = int(status[:3])
         body = b"".join(chunks)
-        head = [f"HTTP/1.1 {status}".encode("latin-1"), b"Date: " + http_date()]
+        date = http_date()
+        head = [f"HTTP/1.1 {status}".encode("latin-1"), b"Date: " + date]
+        sent = [("Date", date.decode("latin-1"))]
         length_given = close = False
         for name, value in headers:
             lowered = name.lower()
@@ -290,13 +288,19 @@ class _Connection(asyncio.Protocol):
             elif lowered == "transfer-encoding":
                 continue  # the body goes whole, with its Content-Length
             head.append(f"{name}: {value}".encode("latin-1"))
+            sent.append((name, value))
         if code in NO_BODY_STATUSES or code < 200:
             body = b""
         elif not length_given:
             head.append(b"Content-Length: %d" % len(body))
+            sent.append(("Content-Length", str(len(body))))
         if method == "HEAD":
             body = b""
-        return b"\r\n".join(head) + b"\r\n\r\n" + body, close
+        return b"\r\n".join(head) + b"\r\n\r\n" + body, close, _Logged(status, sent, len(body))
+
+
+_INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\n"
+                   b"Internal Server Error")
 
 
 def _no_write(_data: bytes) -> None:
@@ -310,3 +314,7 @@ class _Logged:
     status: str
     headers: list[tuple[str, str]]
     sent: int
+
+
+_INTERNAL_ERROR_LOGGED = _Logged("500 Internal Server Error",
+                                 [("Content-Type", "text/plain"), ("Content-Length", "21")], 21)
