@@ -13,9 +13,11 @@ database:
   (api/heartbeat_listener.py, where agents send them), so the two compare in one run.
 
 and prints one table, backend × scenario, with median, p99 and throughput, and for heartbeats the CPU of the
-API and of the database server. Figures are the machine's of the moment: the load average is printed with them.
+API and of the database server. Figures are the machine's of the moment: the load average is printed with them,
+and before each backend the run waits (up to a minute) for the machine to be 85 % idle, so that one backend's
+heartbeat phase does not weigh on the next one's latency cells.
 
-    .venv/bin/python bench/run_all.py                         # 4 minutes on this 2-core machine, ~10 loaded
+    .venv/bin/python bench/run_all.py                         # 6 minutes on this 2-core machine, ~10 loaded
     .venv/bin/python bench/run_all.py --quick                 # SQLite and PostgreSQL, shorter cells (~2 min)
     .venv/bin/python bench/run_all.py --backends postgresql --heartbeat-duration 60
 """
@@ -39,6 +41,9 @@ from heartbeat_load import report as report_heartbeats
 
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 HEARTBEAT_CPU_TARGET = 50.0  # % of one core for 1,000 heartbeats/s
+# Before each backend, wait (at most SETTLE_SECONDS) for the machine to be this idle over a 2 s sample: the previous
+# backend's heartbeat phase leaves its database server busy for a while (autovacuum, purge, checkpoints).
+SETTLE_IDLE, SETTLE_SECONDS = 0.85, 60.0
 VIA = {"route": "API route", "listener": "listener"}
 
 
@@ -52,12 +57,33 @@ class BackendRun:
     seconds: float
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine (/proc/stat's first line; idle includes iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def settle() -> None:
+    """Wait until the machine is SETTLE_IDLE idle over 2 s, or SETTLE_SECONDS have passed; say how long it took."""
+    started = time.monotonic()
+    while True:
+        idle_before, total_before = _cpu_times()
+        time.sleep(2.0)
+        idle_after, total_after = _cpu_times()
+        idle = (idle_after - idle_before) / max(1, total_after - total_before)
+        if idle >= SETTLE_IDLE or time.monotonic() - started >= SETTLE_SECONDS:
+            print(f"\nwaited {time.monotonic() - started:.0f} s for the machine to settle: {idle:.0%} idle", flush=True)
+            return
+
+
 def _load(values: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.2f}" for x in values)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> BackendRun:
     """The latency cells, then the heartbeat load, on a fresh database of ``backend``."""
+    settle()
     started, load_before = time.monotonic(), os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix=f"novalite-bench-{backend}-"))
     (root / "latency").mkdir()
