@@ -12,7 +12,7 @@ from novalite.domain.services import ServiceState
 from novalite.exceptions import BadRequest, NotFound
 from novalite.uuidutils import is_uuid_like
 
-V2_11, V2_53 = v("2.11"), v("2.53")
+V2_53 = v("2.53")
 
 
 def _authorize(req: ApiRequest, action: str) -> None:
