@@ -115,8 +115,10 @@ def instance_destroy(conn: Connection, uuid: str, expected: Expected | None = No
     return True
 
 
-def instances_on_host(conn: Connection, host: str) -> list[Row]:
-    return list(conn.execute(select(instances).where(instances.c.deleted == 0, instances.c.host == host)
+def instances_on_host_in(conn: Connection, host: str, task_states: Sequence[str]) -> list[Row]:
+    """The live instances on ``host`` whose task_state is one of ``task_states``, in id order."""
+    return list(conn.execute(select(instances).where(instances.c.deleted == 0, instances.c.host == host,
+                                                     instances.c.task_state.in_(list(task_states)))
                              .order_by(instances.c.id)))
 
 

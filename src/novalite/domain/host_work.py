@@ -41,6 +41,8 @@ from novalite.timeutils import utcnow
 from novalite.work_kinds import DESTROY, POWER_OFF, POWER_ON, REBUILD, SPAWN
 
 LOG = logging.getLogger("novalite.host_work")
+# The task_states pending() makes a task of (a spawn also needs vm_state building).
+_TASK_STATES_WITH_WORK = (states.SPAWNING, states.POWERING_OFF, states.POWERING_ON, states.DELETING)
 
 # Instance action events, named as Nova's compute manager names them.
 EVENTS = {SPAWN: "compute__do_build_and_run_instance", REBUILD: "compute_rebuild_instance",
@@ -91,7 +93,8 @@ class HostWork:
     def pending(self, host: str) -> list[Task]:
         tasks = []
         with self.engine.connect() as conn:
-            for row in db.instances_on_host(conn, host):
+            # Only the instances some task is for: a poll of a host with no work loads no server.
+            for row in db.instances_on_host_in(conn, host, _TASK_STATES_WITH_WORK):
                 if row.vm_state == states.BUILDING and row.task_state == states.SPAWNING:
                     tasks.append(Task(SPAWN, row.uuid, _guest(row)))
                 elif row.task_state == states.POWERING_OFF:
