@@ -10,7 +10,7 @@ import pytest
 from novalite import config
 from novalite.domain.liveness import is_up
 from novalite.timeutils import utcnow
-from tests.api_client import Api
+from tests.api_client import AGENT_SECRET, Api
 
 NOW = dt.datetime(2026, 8, 21, 12, 0, 0)
 CREATED = NOW - dt.timedelta(days=1)
@@ -187,6 +187,22 @@ def test_agent_interface_needs_the_agent_secret(api):
     assert api.services() == []
     created = api.compute("h1")
     assert api.heartbeat(created["id"], secret="wrong").status_code == 401
+
+
+def test_a_work_poll_needs_the_secret_and_a_live_service(api):
+    # GET .../work reads the service and its host's work on one connection (HostWork.pending): the secret is
+    # checked first, a deleted service is the heartbeat's 404, and a host with nothing to do gets no tasks.
+    created = api.compute("h1")
+
+    def poll(secret: str = AGENT_SECRET):
+        return api.client.simulate_get(f"/agent/v1/services/{created['id']}/work", headers={"X-Agent-Token": secret})
+
+    assert poll("wrong").status_code == 401
+    assert (poll().status_code, poll().json) == (200, {"tasks": []})
+    api.delete(f"/v2.1/os-services/{created['id']}", version="2.53")
+    gone = poll()
+    assert (gone.status_code, gone.json) == (404, api.heartbeat(created["id"]).json)
+    assert gone.json == {"itemNotFound": {"code": 404, "message": f"Service {created['id']} could not be found."}}
 
 
 # -- 4.5 restarts ---------------------------------------------------------------------------------

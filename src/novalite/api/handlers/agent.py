@@ -104,7 +104,11 @@ def _host(req: ApiRequest) -> str:
 
 
 def work(req: ApiRequest) -> Reply:
-    tasks = req.app.host_work.pending(_host(req))
+    req.app.agent_auth.check(req.headers)
+    service_uuid = req.params["service_uuid"]
+    tasks = req.app.host_work.pending(service_uuid)
+    if tasks is None:
+        raise service_not_found(service_uuid)
     return Reply(200, {"tasks": [task.to_json() for task in tasks]})
 
 
