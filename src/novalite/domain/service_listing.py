@@ -25,7 +25,8 @@ seldom has.
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -82,7 +83,7 @@ class ServiceListing:
             with self._lock:
                 kept.update(fresh)
         if host is None and binary is None and len(kept) > len(versions):
-            self._forget_all_but(versions)  # deleted services
+            forget_all_but(self._kept, self._lock, (service_id for service_id, _ in versions))  # deleted services
         rows = [row for row in listed if row is not None]  # None: deleted between the two statements
         earliest, latest = isotime(window.earliest), isotime(window.latest)
         return Listed(rows, [not row[_FORCED_DOWN] and earliest <= row[_LAST_HEARTBEAT] <= latest for row in rows])
@@ -91,8 +92,10 @@ class ServiceListing:
         """How many services' rows are kept."""
         return len(self._kept)
 
-    def _forget_all_but(self, versions: list[tuple[int, int]]) -> None:
-        with self._lock:
-            listed = {service_id for service_id, _ in versions}
-            for service_id in [i for i in self._kept if i not in listed]:
-                del self._kept[service_id]
+
+def forget_all_but(kept: dict[int, Any], lock: threading.Lock, listed: Iterable[int]) -> None:
+    """Drop from ``kept`` (by service id, mutated under ``lock``) every service not in ``listed``."""
+    with lock:
+        live = set(listed)
+        for service_id in [i for i in kept if i not in live]:
+            kept.pop(service_id, None)

@@ -15,7 +15,7 @@ import orjson
 
 from novalite.api.microversion import Version, v
 from novalite.db.api import LISTED_COLUMNS
-from novalite.domain.service_listing import Listed
+from novalite.domain.service_listing import Listed, forget_all_but
 
 V2_11, V2_53 = v("2.11"), v("2.53")
 
@@ -59,15 +59,9 @@ class ListedServicesJson:
                 text = entry[1][form, up] = orjson.dumps(service_views([row[:_SHOWN] + (up,)], version)[0])
             texts.append(text)
         if whole and len(kept) > len(listed.rows):
-            self._forget_all_but(listed.rows)
+            forget_all_but(self._kept, self._lock, (row[0] for row in listed.rows))
         return orjson.Fragment(b"[" + b",".join(texts) + b"]")
 
     def __len__(self) -> int:
         """How many services' texts are kept."""
         return len(self._kept)
-
-    def _forget_all_but(self, rows: list[tuple]) -> None:
-        with self._lock:
-            listed = {row[0] for row in rows}
-            for service_id in [i for i in self._kept if i not in listed]:
-                self._kept.pop(service_id, None)
